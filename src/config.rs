@@ -1,0 +1,721 @@
+//! Loading and validating portcullis's configuration.
+//!
+//! Sources, later ones winning: built-in defaults, one TOML file, then the
+//! environment (`PORTCULLIS_` prefix, `__` between nesting levels, e.g.
+//! `PORTCULLIS_OIDC__CLIENT_SECRET`). Every secret also has a `*_file` form
+//! whose value is a path to read it from.
+//!
+//! The raw, deserialised shape ([`RawConfig`]) is turned into a validated
+//! [`Config`] once, at start-up; every problem is reported as a
+//! [`ConfigError`] naming the key and the reason.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+use url::Url;
+
+use crate::identity::{IdentityConfig, RoleMapEntry};
+use crate::headers::UpstreamHeaderValue;
+use crate::policy::{DefaultPolicy, PolicyRule};
+
+/// A start-up error that names the configuration key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or a value could not be deserialised.
+    #[error("configuration: {0}")]
+    Load(String),
+    /// A value was read but is not acceptable.
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid { key: key.into(), reason: reason.into() }
+    }
+}
+
+/// A secret value: never printed by `Debug` or `Display`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "[redacted]" })
+    }
+}
+
+/// A duration written the human way: `90s`, `10m`, `12h`, `1h 30m`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e}); write e.g. `90s`, `10m`, `12h`")))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// Which session store to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Memory,
+    Redis,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The configuration as written by the user, before validation.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub public_url: String,
+    #[serde(default)]
+    pub allowed_redirect_domains: Option<Vec<String>>,
+    #[serde(default)]
+    pub log_level: Option<String>,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    #[serde(default)]
+    pub debug_explain: bool,
+    #[serde(default)]
+    pub oidc: RawOidc,
+    #[serde(default)]
+    pub session: RawSession,
+    #[serde(default)]
+    pub headers: HeaderNames,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    #[serde(default)]
+    pub role_map: Vec<RoleMapEntry>,
+    #[serde(default)]
+    pub default_policy: DefaultPolicy,
+    #[serde(default)]
+    pub policy: Vec<PolicyRule>,
+    #[serde(default)]
+    pub upstream_headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:4180".into()
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    #[serde(default)]
+    pub issuer: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub insecure_http: bool,
+    /// Seconds of clock skew tolerated on `exp`, `iat` and `nbf`.
+    #[serde(default)]
+    pub leeway: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    #[serde(default)]
+    pub store: StoreKind,
+    #[serde(default)]
+    pub redis_url: Option<Secret>,
+    #[serde(default)]
+    pub redis_url_file: Option<PathBuf>,
+    #[serde(default)]
+    pub cookie_name: Option<String>,
+    #[serde(default)]
+    pub cookie_domain: Option<String>,
+    #[serde(default)]
+    pub cookie_secure: Option<bool>,
+    #[serde(default)]
+    pub keys: Option<Vec<Secret>>,
+    #[serde(default)]
+    pub keys_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ttl: Option<HumanDuration>,
+    #[serde(default)]
+    pub memory_max_sessions: Option<u64>,
+}
+
+/// Names of the identity headers sent back to the proxy.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderNames {
+    pub user: String,
+    pub email: String,
+    pub name: String,
+    pub groups: String,
+    pub role: String,
+    pub subject: String,
+    pub groups_separator: String,
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        HeaderNames {
+            user: "Remote-User".into(),
+            email: "Remote-Email".into(),
+            name: "Remote-Name".into(),
+            groups: "Remote-Groups".into(),
+            role: "Remote-Role".into(),
+            subject: "Remote-Subject".into(),
+            groups_separator: ",".into(),
+        }
+    }
+}
+
+/// The validated configuration the service runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub public_url: Url,
+    pub allowed_redirect_domains: Vec<String>,
+    pub log_level: Option<String>,
+    pub log_format: LogFormat,
+    pub debug_explain: bool,
+    pub oidc: OidcConfig,
+    pub session: SessionConfig,
+    pub headers: HeaderNames,
+    pub identity: IdentityConfig,
+    pub role_map: Vec<RoleMapEntry>,
+    pub default_policy: DefaultPolicy,
+    pub policy: Vec<PolicyRule>,
+    pub upstream_headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The issuer exactly as written: `iss` must match it to the letter.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scopes: Vec<String>,
+    pub insecure_http: bool,
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub store: StoreKind,
+    pub redis_url: Option<Secret>,
+    pub cookie_name: String,
+    pub cookie_domain: Option<String>,
+    pub cookie_secure: bool,
+    /// Raw 32-byte keys; the first seals new cookies, all are accepted.
+    pub keys: Vec<[u8; 32]>,
+    /// True when the keys were generated at start (memory store without keys).
+    pub keys_generated: bool,
+    pub ttl: Duration,
+    pub memory_max_sessions: u64,
+}
+
+impl Config {
+    /// Loads defaults < `path` (if any) < environment, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!("file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(env_provider());
+        Self::from_figment(figment)
+    }
+
+    /// Loads from a TOML string (and the environment), then validates.
+    pub fn from_toml_str(toml: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(toml)).merge(env_provider()))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(serde_json::json!({}))).merge(figment);
+        let raw: RawConfig = figment.extract().map_err(|e| ConfigError::Load(describe_figment_error(e)))?;
+        Config::validate(raw)
+    }
+
+    /// Turns the raw shape into the validated configuration.
+    pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen = raw.listen.trim().to_string();
+        if listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::invalid("listen", format!("`{listen}` is not an address like 127.0.0.1:4180")));
+        }
+
+        if raw.public_url.is_empty() {
+            return Err(ConfigError::invalid("public_url", "is required: the external base URL where /oauth2/* is reachable"));
+        }
+        let public_url = parse_http_url("public_url", &raw.public_url)?;
+        let public_url = {
+            // Normalise: no trailing slash, so `public_url + "/oauth2/callback"` is right.
+            let mut u = public_url;
+            let trimmed = u.path().trim_end_matches('/').to_string();
+            u.set_path(&trimmed);
+            u.set_query(None);
+            u.set_fragment(None);
+            u
+        };
+
+        let oidc = validate_oidc(raw.oidc)?;
+        let session = validate_session(raw.session)?;
+
+        let mut allowed = match raw.allowed_redirect_domains {
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, d) in list.into_iter().enumerate() {
+                    let d = d.trim().to_ascii_lowercase();
+                    let bare = d.strip_prefix('.').unwrap_or(&d);
+                    if bare.is_empty() || bare.contains(['/', ':', '@', '\\', ' ', '*']) {
+                        return Err(ConfigError::invalid(
+                            format!("allowed_redirect_domains[{i}]"),
+                            format!("`{d}` is not a host name or a `.suffix` domain"),
+                        ));
+                    }
+                    out.push(d);
+                }
+                out
+            }
+            None => Vec::new(),
+        };
+        if allowed.is_empty() {
+            if let Some(host) = public_url.host_str() {
+                allowed.push(host.to_ascii_lowercase());
+            }
+            if let Some(domain) = &session.cookie_domain {
+                allowed.push(format!(".{}", domain.trim_start_matches('.')));
+            }
+        }
+
+        let headers = raw.headers;
+        for (key, value) in [
+            ("headers.user", &headers.user),
+            ("headers.email", &headers.email),
+            ("headers.name", &headers.name),
+            ("headers.groups", &headers.groups),
+            ("headers.role", &headers.role),
+            ("headers.subject", &headers.subject),
+        ] {
+            if hyper::header::HeaderName::from_bytes(value.as_bytes()).is_err() {
+                return Err(ConfigError::invalid(key, format!("`{value}` is not a valid header name")));
+            }
+        }
+        if headers.groups_separator.is_empty() || headers.groups_separator.chars().any(|c| c.is_control()) {
+            return Err(ConfigError::invalid("headers.groups_separator", "must be non-empty printable text"));
+        }
+
+        if let Some(level) = &raw.log_level {
+            if tracing_subscriber::EnvFilter::try_new(level).is_err() {
+                return Err(ConfigError::invalid("log_level", format!("`{level}` is not a level or filter like `info`")));
+            }
+        }
+
+        let config = Config {
+            listen,
+            public_url,
+            allowed_redirect_domains: allowed,
+            log_level: raw.log_level,
+            log_format: raw.log_format,
+            debug_explain: raw.debug_explain,
+            oidc,
+            session,
+            headers,
+            identity: raw.identity,
+            role_map: raw.role_map,
+            default_policy: raw.default_policy,
+            policy: raw.policy,
+            upstream_headers: raw.upstream_headers,
+        };
+        // Compiling rules and policy here reports their errors at start-up.
+        crate::identity::Mapper::new(&config)?;
+        crate::policy::Policy::new(&config)?;
+        Ok(config)
+    }
+
+    /// The redirect URI registered at the identity provider.
+    pub fn callback_url(&self) -> Url {
+        self.endpoint_url("/oauth2/callback")
+    }
+
+    /// `public_url` joined with an absolute path such as `/oauth2/start`.
+    pub fn endpoint_url(&self, path: &str) -> Url {
+        let mut u = self.public_url.clone();
+        let base = u.path().trim_end_matches('/').to_string();
+        u.set_path(&format!("{base}{path}"));
+        u
+    }
+
+    /// The effective configuration with secrets redacted, for `check-config`.
+    pub fn redacted(&self) -> serde_json::Value {
+        serde_json::json!({
+            "listen": self.listen,
+            "public_url": self.public_url.as_str(),
+            "allowed_redirect_domains": self.allowed_redirect_domains,
+            "log_level": self.log_level,
+            "log_format": self.log_format,
+            "debug_explain": self.debug_explain,
+            "oidc": {
+                "issuer": self.oidc.issuer,
+                "client_id": self.oidc.client_id,
+                "client_secret": if self.oidc.client_secret.is_empty() { "" } else { "[redacted]" },
+                "scopes": self.oidc.scopes,
+                "insecure_http": self.oidc.insecure_http,
+                "leeway": humantime::format_duration(self.oidc.leeway).to_string(),
+            },
+            "session": {
+                "store": self.session.store,
+                "redis_url": self.session.redis_url.as_ref().map(|_| "[redacted]"),
+                "cookie_name": self.session.cookie_name,
+                "cookie_domain": self.session.cookie_domain,
+                "cookie_secure": self.session.cookie_secure,
+                "keys": if self.session.keys_generated {
+                    serde_json::json!("[generated at start]")
+                } else {
+                    serde_json::json!(vec!["[redacted]"; self.session.keys.len()])
+                },
+                "ttl": humantime::format_duration(self.session.ttl).to_string(),
+                "memory_max_sessions": self.session.memory_max_sessions,
+            },
+            "headers": self.headers,
+            "identity": self.identity,
+            "role_map": self.role_map,
+            "default_policy": self.default_policy,
+            "policy": self.policy,
+            "upstream_headers": self.upstream_headers,
+        })
+    }
+}
+
+fn env_provider() -> Env {
+    // PORTCULLIS_CONFIG names the file; it is not a configuration key.
+    Env::prefixed("PORTCULLIS_").split("__").ignore(&["config"])
+}
+
+fn describe_figment_error(e: figment::Error) -> String {
+    let mut parts = Vec::new();
+    for err in e {
+        let key = if err.path.is_empty() { String::new() } else { format!("key `{}`: ", err.path.join(".")) };
+        let source = match &err.metadata {
+            Some(md) => match &md.source {
+                Some(src) => format!(" (from {src})"),
+                None => format!(" (from {})", md.name),
+            },
+            None => String::new(),
+        };
+        parts.push(format!("{key}{}{source}", err.kind));
+    }
+    parts.join("; ")
+}
+
+fn parse_http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value.trim()).map_err(|e| ConfigError::invalid(key, format!("`{value}` is not a URL ({e})")))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(ConfigError::invalid(key, format!("`{value}` must be an http or https URL")));
+    }
+    if url.host_str().is_none() {
+        return Err(ConfigError::invalid(key, format!("`{value}` has no host")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::invalid(key, "must not contain a user name or password"));
+    }
+    Ok(url)
+}
+
+/// Reads a secret given inline or as a `*_file` path; exactly one may be set.
+fn read_secret(key: &str, inline: Option<Secret>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(key, format!("set either `{key}` or `{key}_file`, not both"))),
+        (Some(s), None) => Ok(Some(s)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::invalid(format!("{key}_file"), format!("cannot read {}: {e}", path.display())))?;
+            Ok(Some(Secret::new(text.trim().to_string())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn validate_oidc(raw: RawOidc) -> Result<OidcConfig, ConfigError> {
+    if raw.issuer.is_empty() {
+        return Err(ConfigError::invalid("oidc.issuer", "is required: the identity provider's issuer URL"));
+    }
+    let issuer = parse_http_url("oidc.issuer", &raw.issuer)?;
+    if issuer.query().is_some() || issuer.fragment().is_some() {
+        return Err(ConfigError::invalid("oidc.issuer", "must not have a query or fragment"));
+    }
+    if issuer.scheme() == "http" && !raw.insecure_http {
+        return Err(ConfigError::invalid(
+            "oidc.issuer",
+            format!("`{}` is plain http; use https, or set oidc.insecure_http = true for a test provider", raw.issuer),
+        ));
+    }
+    if raw.client_id.trim().is_empty() {
+        return Err(ConfigError::invalid("oidc.client_id", "is required"));
+    }
+    let client_secret = read_secret("oidc.client_secret", raw.client_secret, raw.client_secret_file.as_deref())?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ConfigError::invalid("oidc.client_secret", "is required (or oidc.client_secret_file)"))?;
+    let scopes = raw.scopes.unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(ConfigError::invalid("oidc.scopes", "must include `openid`"));
+    }
+    if let Some(bad) = scopes.iter().find(|s| s.is_empty() || s.contains(|c: char| c.is_whitespace() || c.is_control())) {
+        return Err(ConfigError::invalid("oidc.scopes", format!("`{bad}` is not a scope")));
+    }
+    let leeway = raw.leeway.map(|d| d.0).unwrap_or(Duration::from_secs(60));
+    if leeway > Duration::from_secs(600) {
+        return Err(ConfigError::invalid("oidc.leeway", "must be at most 10m"));
+    }
+    Ok(OidcConfig {
+        issuer: raw.issuer.trim().to_string(),
+        client_id: raw.client_id.trim().to_string(),
+        client_secret,
+        scopes,
+        insecure_http: raw.insecure_http,
+        leeway,
+    })
+}
+
+fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
+    let redis_url = read_secret("session.redis_url", raw.redis_url, raw.redis_url_file.as_deref())?;
+    if raw.store == StoreKind::Redis {
+        let Some(url) = &redis_url else {
+            return Err(ConfigError::invalid("session.redis_url", "is required when session.store = \"redis\""));
+        };
+        if redis::Client::open(url.expose()).is_err() {
+            // Never echo the URL: it may carry a password.
+            return Err(ConfigError::invalid("session.redis_url", "is not a Redis URL like redis://127.0.0.1:6379/0"));
+        }
+    }
+
+    let cookie_name = raw.cookie_name.unwrap_or_else(|| "_portcullis".into());
+    if cookie_name.is_empty()
+        || !cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    {
+        return Err(ConfigError::invalid("session.cookie_name", format!("`{cookie_name}` is not a valid cookie name")));
+    }
+    let cookie_domain = match raw.cookie_domain.map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase()) {
+        Some(d) if d.is_empty() => None,
+        Some(d) => {
+            if !d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') || !d.contains('.') {
+                return Err(ConfigError::invalid("session.cookie_domain", format!("`{d}` is not a domain like example.com")));
+            }
+            Some(d)
+        }
+        None => None,
+    };
+
+    let keys_text: Option<Vec<Secret>> = match (raw.keys, raw.keys_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid("session.keys", "set either `session.keys` or `session.keys_file`, not both"));
+        }
+        (Some(k), None) => Some(k),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::invalid("session.keys_file", format!("cannot read {}: {e}", path.display()))
+            })?;
+            Some(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(Secret::new)
+                    .collect(),
+            )
+        }
+        (None, None) => None,
+    };
+    let mut keys = Vec::new();
+    for (i, k) in keys_text.unwrap_or_default().iter().enumerate() {
+        keys.push(decode_key(k.expose()).map_err(|reason| ConfigError::invalid(format!("session.keys[{i}]"), reason))?);
+    }
+    let keys_generated = keys.is_empty();
+    if keys_generated {
+        if raw.store == StoreKind::Redis {
+            return Err(ConfigError::invalid(
+                "session.keys",
+                "is required with the redis store (generate one with `openssl rand -base64 32`)",
+            ));
+        }
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        keys.push(key);
+    }
+
+    let ttl = raw.ttl.map(|d| d.0).unwrap_or(Duration::from_secs(12 * 3600));
+    if ttl < Duration::from_secs(60) {
+        return Err(ConfigError::invalid("session.ttl", "must be at least 1m"));
+    }
+    let memory_max_sessions = raw.memory_max_sessions.unwrap_or(100_000);
+    if memory_max_sessions == 0 {
+        return Err(ConfigError::invalid("session.memory_max_sessions", "must be at least 1"));
+    }
+    Ok(SessionConfig {
+        store: raw.store,
+        redis_url,
+        cookie_name,
+        cookie_domain,
+        cookie_secure: raw.cookie_secure.unwrap_or(true),
+        keys,
+        keys_generated,
+        ttl,
+        memory_max_sessions,
+    })
+}
+
+/// Decodes a base64 (standard or URL-safe, padded or not) key of 32 bytes.
+fn decode_key(text: &str) -> Result<[u8; 32], String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let text = text.trim();
+    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok())
+        .ok_or_else(|| "is not base64 (generate one with `openssl rand -base64 32`)".to_string())?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("decodes to {} bytes; a key must be exactly 32 bytes", bytes.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn base() -> String {
+        r#"
+public_url = "https://auth.example.com"
+[oidc]
+issuer = "https://id.example.com"
+client_id = "portcullis"
+client_secret = "s3cret"
+"#
+        .to_string()
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::from_toml_str(&base()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:4180");
+        assert_eq!(c.session.cookie_name, "_portcullis");
+        assert!(c.session.cookie_secure);
+        assert_eq!(c.session.ttl, Duration::from_secs(43200));
+        assert_eq!(c.oidc.scopes, vec!["openid", "profile", "email"]);
+        assert_eq!(c.allowed_redirect_domains, vec!["auth.example.com"]);
+        assert_eq!(c.headers.user, "Remote-User");
+        assert!(c.session.keys_generated);
+        assert_eq!(c.callback_url().as_str(), "https://auth.example.com/oauth2/callback");
+    }
+
+    #[test]
+    fn http_issuer_needs_insecure_http() {
+        let toml = base().replace("https://id.example.com", "http://id.example.com");
+        let err = Config::from_toml_str(&toml).unwrap_err().to_string();
+        assert!(err.contains("oidc.issuer"), "{err}");
+        assert!(err.contains("insecure_http"), "{err}");
+        let toml = toml.replace("client_secret = \"s3cret\"", "client_secret = \"s3cret\"\ninsecure_http = true");
+        Config::from_toml_str(&toml).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let toml = format!("{}\n[session]\ncookie_nme = \"x\"\n", base());
+        let err = Config::from_toml_str(&toml).unwrap_err().to_string();
+        assert!(err.contains("cookie_nme"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let toml = format!("{}\n[session]\nttl = \"forever\"\n", base());
+        let err = Config::from_toml_str(&toml).unwrap_err().to_string();
+        assert!(err.contains("session.ttl") && err.contains("forever"), "{err}");
+    }
+
+    #[test]
+    fn redis_store_requires_keys_and_url() {
+        let toml = format!("{}\n[session]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:1/\"\n", base());
+        let err = Config::from_toml_str(&toml).unwrap_err().to_string();
+        assert!(err.contains("session.keys"), "{err}");
+        let toml = format!("{}\n[session]\nstore = \"redis\"\nkeys = [\"{KEY}\"]\n", base());
+        let err = Config::from_toml_str(&toml).unwrap_err().to_string();
+        assert!(err.contains("session.redis_url"), "{err}");
+    }
+
+    #[test]
+    fn short_key_is_refused_without_echoing_it() {
+        let toml = format!("{}\n[session]\nkeys = [\"c2hvcnQ=\"]\n", base());
+        let err = Config::from_toml_str(&toml).unwrap_err().to_string();
+        assert!(err.contains("session.keys[0]") && err.contains("32 bytes"), "{err}");
+        assert!(!err.contains("c2hvcnQ"), "{err}");
+    }
+
+    #[test]
+    fn secret_file_is_read_and_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let toml = base().replace("client_secret = \"s3cret\"", &format!("client_secret_file = {:?}", path));
+        let c = Config::from_toml_str(&toml).unwrap();
+        assert_eq!(c.oidc.client_secret.expose(), "from-file");
+        let shown = c.redacted().to_string();
+        assert!(!shown.contains("from-file"), "{shown}");
+        assert!(!format!("{c:?}").contains("from-file"));
+    }
+
+    #[test]
+    fn cookie_domain_joins_allowed_redirects() {
+        let toml = format!("{}\n[session]\ncookie_domain = \".example.com\"\n", base());
+        let c = Config::from_toml_str(&toml).unwrap();
+        assert_eq!(c.session.cookie_domain.as_deref(), Some("example.com"));
+        assert_eq!(c.allowed_redirect_domains, vec!["auth.example.com", ".example.com"]);
+    }
+}

@@ -1,0 +1,194 @@
+//! The identity headers portcullis answers with, and making any value safe
+//! to put in one.
+//!
+//! Claim values come from the identity provider and may hold anything; a
+//! header value built here never carries CR, LF, NUL or another control
+//! character, so no claim can smuggle a second header to the upstream.
+
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, HeaderNames};
+use crate::identity::Identity;
+
+/// Longest value portcullis puts in one header; longer values are cut at a
+/// character boundary.
+pub const MAX_VALUE_LEN: usize = 4096;
+
+/// Where an upstream credential's value comes from: never inline, so it is
+/// never printed with the configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum UpstreamHeaderValue {
+    File(std::path::PathBuf),
+    Env(String),
+}
+
+/// Turns arbitrary text into a header value: control characters become a
+/// space, surrounding white space is trimmed, and the length is bounded.
+pub fn sanitize(text: &str) -> HeaderValue {
+    let mut out = String::with_capacity(text.len().min(MAX_VALUE_LEN));
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > MAX_VALUE_LEN {
+            break;
+        }
+        out.push(c);
+    }
+    let trimmed = out.trim();
+    // Only visible ASCII, space and UTF-8 bytes (>= 0x80) remain: always valid.
+    HeaderValue::from_bytes(trimmed.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The compiled header names, parsed once at start.
+#[derive(Clone, Debug)]
+pub struct IdentityHeaders {
+    user: HeaderName,
+    email: HeaderName,
+    name: HeaderName,
+    groups: HeaderName,
+    role: HeaderName,
+    subject: HeaderName,
+    separator: String,
+}
+
+impl IdentityHeaders {
+    pub fn new(names: &HeaderNames) -> Result<IdentityHeaders, ConfigError> {
+        let parse = |key: &str, v: &str| {
+            HeaderName::from_bytes(v.as_bytes())
+                .map_err(|_| ConfigError::invalid(format!("headers.{key}"), format!("`{v}` is not a valid header name")))
+        };
+        Ok(IdentityHeaders {
+            user: parse("user", &names.user)?,
+            email: parse("email", &names.email)?,
+            name: parse("name", &names.name)?,
+            groups: parse("groups", &names.groups)?,
+            role: parse("role", &names.role)?,
+            subject: parse("subject", &names.subject)?,
+            separator: names.groups_separator.clone(),
+        })
+    }
+
+    /// The header names portcullis owns: a client must never be able to set
+    /// them, so proxies clear them and portcullis never echoes them.
+    pub fn names(&self) -> [&HeaderName; 6] {
+        [&self.user, &self.email, &self.name, &self.groups, &self.role, &self.subject]
+    }
+
+    /// Writes the identity headers for `identity` into `out`.
+    pub fn write(&self, identity: &Identity, out: &mut HeaderMap) {
+        out.insert(self.user.clone(), sanitize(&identity.user));
+        out.insert(self.email.clone(), sanitize(identity.email.as_deref().unwrap_or("")));
+        out.insert(self.name.clone(), sanitize(identity.name.as_deref().unwrap_or("")));
+        let groups = identity
+            .groups
+            .iter()
+            .map(|g| g.replace(self.separator.as_str(), " "))
+            .collect::<Vec<_>>()
+            .join(&self.separator);
+        out.insert(self.groups.clone(), sanitize(&groups));
+        out.insert(self.role.clone(), sanitize(&identity.role));
+        out.insert(self.subject.clone(), sanitize(&identity.person));
+    }
+}
+
+/// Extra headers for the upstream per mapped user (`[upstream_headers.USER]`),
+/// read once at start from files or the environment.
+#[derive(Clone, Default)]
+pub struct UpstreamHeaders {
+    by_user: std::collections::HashMap<String, Vec<(HeaderName, HeaderValue)>>,
+}
+
+impl std::fmt::Debug for UpstreamHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values are credentials: show only which users have which header names.
+        let mut m = f.debug_map();
+        for (user, headers) in &self.by_user {
+            m.entry(user, &headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
+        }
+        m.finish()
+    }
+}
+
+impl UpstreamHeaders {
+    pub fn load(
+        config: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
+    ) -> Result<UpstreamHeaders, ConfigError> {
+        let mut by_user = std::collections::HashMap::new();
+        for (user, headers) in config {
+            let mut list = Vec::new();
+            for (name, source) in headers {
+                let key = format!("upstream_headers.{user}.{name}");
+                let header = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| ConfigError::invalid(&key, format!("`{name}` is not a valid header name")))?;
+                let value = match source {
+                    UpstreamHeaderValue::File(path) => std::fs::read_to_string(path)
+                        .map_err(|e| ConfigError::invalid(&key, format!("cannot read {}: {e}", path.display())))?,
+                    UpstreamHeaderValue::Env(var) => std::env::var(var)
+                        .map_err(|_| ConfigError::invalid(&key, format!("environment variable {var} is not set")))?,
+                };
+                let value = value.trim();
+                if value.is_empty() {
+                    return Err(ConfigError::invalid(&key, "the value is empty"));
+                }
+                let mut value = HeaderValue::from_str(value)
+                    .map_err(|_| ConfigError::invalid(&key, "the value contains characters not allowed in a header"))?;
+                value.set_sensitive(true);
+                list.push((header, value));
+            }
+            by_user.insert(user.clone(), list);
+        }
+        Ok(UpstreamHeaders { by_user })
+    }
+
+    /// Writes the headers configured for `user`, if any.
+    pub fn write(&self, user: &str, out: &mut HeaderMap) {
+        if let Some(list) = self.by_user.get(user) {
+            for (name, value) in list {
+                out.insert(name.clone(), value.clone());
+            }
+        }
+    }
+
+    /// Header names set for any user (proxies must clear them from clients).
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.by_user.values().flatten().map(|(n, _)| n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_never_survive() {
+        let v = sanitize("alice\r\nX-Admin: yes\0\x1b[31m");
+        let bytes = v.as_bytes();
+        assert!(!bytes.iter().any(|b| *b < 0x20 || *b == 0x7f), "{v:?}");
+        assert_eq!(v.to_str().unwrap(), "alice  X-Admin: yes  [31m");
+    }
+
+    #[test]
+    fn unicode_is_kept_and_length_bounded() {
+        assert_eq!(sanitize("José").as_bytes(), "José".as_bytes());
+        let long = "é".repeat(MAX_VALUE_LEN);
+        assert!(sanitize(&long).len() <= MAX_VALUE_LEN);
+    }
+
+    #[test]
+    fn groups_are_joined_and_separator_in_names_is_neutralised() {
+        let h = IdentityHeaders::new(&HeaderNames::default()).unwrap();
+        let id = Identity {
+            user: "alice".into(),
+            groups: vec!["a,b".into(), "c".into()],
+            role: "user".into(),
+            person: "alice".into(),
+            ..Default::default()
+        };
+        let mut map = HeaderMap::new();
+        h.write(&id, &mut map);
+        assert_eq!(map["remote-groups"], "a b,c");
+        assert_eq!(map["remote-user"], "alice");
+        assert_eq!(map["remote-role"], "user");
+    }
+}

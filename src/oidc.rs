@@ -1,0 +1,460 @@
+//! OpenID Connect: discovery, the login round trip, token checks, logout.
+//!
+//! Discovery runs in the background until it succeeds, so portcullis starts
+//! (and answers `/readyz` with the reason) while the provider is down. A
+//! login is the authorization code flow with `state`, `nonce` and PKCE S256;
+//! the ID token is checked against the provider's JWKS (fetched again once
+//! when a token names a key we do not know), `iss`, `aud`, `azp`, `exp`,
+//! `iat`, `nbf` and `nonce`, then userinfo claims are merged in.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreTokenResponse,
+};
+use openidconnect::{
+    AccessToken, AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
+    TokenResponse as _,
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::config::Config;
+use crate::identity::Claims;
+use crate::session::unix_now;
+
+type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// Longest a login may take between start and callback.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
+/// Least time between two JWKS refetches caused by unknown key IDs.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+/// Largest response body accepted from the provider (userinfo).
+const MAX_BODY: usize = 256 * 1024;
+
+/// What went wrong in a login. The `Display` text is safe to show users and
+/// to log: it never contains a token or secret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OidcError {
+    #[error("the identity provider is not available yet: {0}")]
+    NotReady(String),
+    #[error("the identity provider could not be reached: {0}")]
+    Unreachable(String),
+    #[error("the identity provider refused the login: {0}")]
+    Refused(String),
+    #[error("the identity provider's answer failed validation: {0}")]
+    Invalid(String),
+}
+
+/// A login in progress, kept sealed in a cookie in the user's browser.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LoginAttempt {
+    pub state: String,
+    pub nonce: String,
+    pub verifier: String,
+    /// Where to send the browser after the callback.
+    pub rd: String,
+    pub created_at: u64,
+}
+
+impl std::fmt::Debug for LoginAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginAttempt").field("rd", &self.rd).field("created_at", &self.created_at).finish()
+    }
+}
+
+/// The result of a successful callback.
+pub struct LoginResult {
+    /// Claims from the verified ID token.
+    pub id_claims: Claims,
+    /// Claims from userinfo, when the provider has that endpoint.
+    pub userinfo_claims: Option<Claims>,
+    pub id_token: String,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// Access token lifetime as the provider told it.
+    pub expires_in: Option<Duration>,
+}
+
+/// What discovery found, and the client built from it.
+struct Provider {
+    client: Client,
+    jwks_uri: openidconnect::JsonWebKeySetUrl,
+    end_session: Option<Url>,
+    jwks: RwLock<CoreJsonWebKeySet>,
+    last_refetch: Mutex<Option<Instant>>,
+}
+
+/// The identity provider as portcullis sees it.
+pub struct Oidc {
+    issuer: String,
+    client_id: String,
+    client_secret: crate::config::Secret,
+    scopes: Vec<String>,
+    leeway: Duration,
+    redirect_url: String,
+    http: reqwest::Client,
+    provider: RwLock<Option<Arc<Provider>>>,
+    not_ready_reason: Mutex<String>,
+}
+
+impl Oidc {
+    /// Prepares the client; call [`Oidc::discover_in_background`] next.
+    pub fn new(config: &Config) -> Arc<Oidc> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client with static settings");
+        Arc::new(Oidc {
+            issuer: config.oidc.issuer.clone(),
+            client_id: config.oidc.client_id.clone(),
+            client_secret: config.oidc.client_secret.clone(),
+            scopes: config.oidc.scopes.clone(),
+            leeway: config.oidc.leeway,
+            redirect_url: config.callback_url().to_string(),
+            http,
+            provider: RwLock::new(None),
+            not_ready_reason: Mutex::new("discovery has not completed yet".into()),
+        })
+    }
+
+    /// Runs discovery until it succeeds, backing off from 1 s to 30 s.
+    pub fn discover_in_background(self: &Arc<Self>) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut delay = Duration::from_secs(1);
+            loop {
+                match this.discover().await {
+                    Ok(()) => {
+                        tracing::info!(issuer = %this.issuer, "identity provider discovered");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(issuer = %this.issuer, error = %e, retry_in = ?delay, "identity provider discovery failed");
+                        *this.not_ready_reason.lock().unwrap() = e.to_string();
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+
+    /// `None` when ready, else why not.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.provider.read().unwrap().is_some() {
+            None
+        } else {
+            Some(self.not_ready_reason.lock().unwrap().clone())
+        }
+    }
+
+    fn provider(&self) -> Result<Arc<Provider>, OidcError> {
+        self.provider
+            .read()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| OidcError::NotReady(self.not_ready_reason.lock().unwrap().clone()))
+    }
+
+    async fn discover(&self) -> Result<(), OidcError> {
+        let issuer = IssuerUrl::new(self.issuer.clone()).map_err(|e| OidcError::Invalid(format!("issuer URL: {e}")))?;
+        let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| OidcError::Unreachable(describe_discovery(&e)))?;
+        let basic_ok = metadata.token_endpoint_auth_methods_supported().is_none_or(|methods| {
+            methods.iter().any(|m| *m == openidconnect::core::CoreClientAuthMethod::ClientSecretBasic)
+        });
+        let jwks_uri = metadata.jwks_uri().clone();
+        let jwks = metadata.jwks().clone();
+        let end_session = metadata.additional_metadata().end_session_endpoint.as_ref().map(|u| u.url().clone());
+        let mut client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.client_id.clone()),
+            Some(ClientSecret::new(self.client_secret.expose().to_string())),
+        )
+        .set_redirect_uri(RedirectUrl::new(self.redirect_url.clone()).map_err(|e| OidcError::Invalid(e.to_string()))?);
+        if !basic_ok {
+            client = client.set_auth_type(AuthType::RequestBody);
+        }
+        *self.provider.write().unwrap() = Some(Arc::new(Provider {
+            client,
+            jwks_uri,
+            end_session,
+            jwks: RwLock::new(jwks),
+            last_refetch: Mutex::new(None),
+        }));
+        Ok(())
+    }
+
+    /// Starts a login: the provider URL to send the browser to, and the
+    /// attempt to keep in the browser's login cookie.
+    pub fn begin(&self, rd: &Url) -> Result<(Url, LoginAttempt), OidcError> {
+        let provider = self.provider()?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request =
+            provider.client.authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random);
+        for scope in self.scopes.iter().filter(|s| s.as_str() != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+        Ok((
+            url,
+            LoginAttempt {
+                state: state.secret().clone(),
+                nonce: nonce.secret().clone(),
+                verifier: verifier.secret().clone(),
+                rd: rd.to_string(),
+                created_at: unix_now(),
+            },
+        ))
+    }
+
+    /// Finishes a login: exchanges the code, validates the ID token and
+    /// fetches userinfo.
+    pub async fn finish(&self, code: &str, attempt: &LoginAttempt) -> Result<LoginResult, OidcError> {
+        let provider = self.provider()?;
+        let response: CoreTokenResponse = provider
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| OidcError::Invalid(format!("token endpoint: {e}")))?
+            .set_pkce_verifier(PkceCodeVerifier::new(attempt.verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(describe_token_error)?;
+
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| OidcError::Invalid("the token response has no id_token".into()))?
+            .clone();
+        let nonce = Nonce::new(attempt.nonce.clone());
+        self.verify_id_token(&provider, &id_token, &nonce).await?;
+        let id_token_text = id_token.to_string();
+        let id_claims = decode_payload(&id_token_text)?;
+        self.check_extra_claims(&id_claims)?;
+
+        let access_token = response.access_token().clone();
+        let userinfo_claims = self.userinfo(&provider, &access_token, &id_claims).await?;
+
+        Ok(LoginResult {
+            id_claims,
+            userinfo_claims,
+            id_token: id_token_text,
+            access_token: access_token.secret().clone(),
+            refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+            expires_in: response.expires_in(),
+        })
+    }
+
+    async fn verify_id_token(&self, provider: &Provider, token: &CoreIdToken, nonce: &Nonce) -> Result<(), OidcError> {
+        match self.check_signature_and_claims(provider, token, nonce) {
+            Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
+                // The provider may have rotated its keys: fetch the JWKS again, once.
+                if self.refetch_jwks(provider).await? {
+                    self.check_signature_and_claims(provider, token, nonce).map_err(describe_claims_error)
+                } else {
+                    Err(OidcError::Invalid("the ID token is signed with a key the provider does not publish".into()))
+                }
+            }
+            other => other.map_err(describe_claims_error),
+        }
+    }
+
+    fn check_signature_and_claims(
+        &self,
+        provider: &Provider,
+        token: &CoreIdToken,
+        nonce: &Nonce,
+    ) -> Result<(), ClaimsVerificationError> {
+        let jwks = provider.jwks.read().unwrap().clone();
+        let leeway = chrono::Duration::from_std(self.leeway).unwrap_or_default();
+        let verifier = CoreIdTokenVerifier::new_public_client(
+            ClientId::new(self.client_id.clone()),
+            IssuerUrl::new(self.issuer.clone()).map_err(|e| ClaimsVerificationError::Other(e.to_string()))?,
+            jwks,
+        )
+        .set_allowed_algs(asymmetric_algs())
+        .set_time_fn(move || chrono::Utc::now() - leeway)
+        .set_issue_time_verifier_fn(move |iat| {
+            if iat > chrono::Utc::now() + leeway { Err(format!("issued in the future ({iat})")) } else { Ok(()) }
+        });
+        token.claims(&verifier, nonce).map(|_| ())
+    }
+
+    /// Fetches the JWKS again unless that was done moments ago. Returns
+    /// whether a fetch happened.
+    async fn refetch_jwks(&self, provider: &Provider) -> Result<bool, OidcError> {
+        {
+            let mut last = provider.last_refetch.lock().unwrap();
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL) {
+                return Ok(false);
+            }
+            *last = Some(Instant::now());
+        }
+        let jwks = CoreJsonWebKeySet::fetch_async(&provider.jwks_uri, &self.http)
+            .await
+            .map_err(|e| OidcError::Unreachable(format!("JWKS: {}", describe_discovery(&e))))?;
+        tracing::info!(keys = jwks.keys().len(), "fetched the provider's JWKS again after an unknown key ID");
+        *provider.jwks.write().unwrap() = jwks;
+        Ok(true)
+    }
+
+    /// Checks openidconnect leaves to the relying party: `azp` and `nbf`.
+    fn check_extra_claims(&self, claims: &Claims) -> Result<(), OidcError> {
+        if let Some(azp) = claims.get("azp") {
+            if azp.as_str() != Some(self.client_id.as_str()) {
+                return Err(OidcError::Invalid("the ID token's azp is not this client".into()));
+            }
+        }
+        if let Some(nbf) = claims.get("nbf") {
+            let nbf = nbf.as_f64().ok_or_else(|| OidcError::Invalid("the ID token's nbf is not a number".into()))?;
+            if nbf > (unix_now() + self.leeway.as_secs()) as f64 {
+                return Err(OidcError::Invalid("the ID token is not valid yet (nbf)".into()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn userinfo(
+        &self,
+        provider: &Provider,
+        access_token: &AccessToken,
+        id_claims: &Claims,
+    ) -> Result<Option<Claims>, OidcError> {
+        let Some(url) = provider.client.user_info_url() else {
+            return Ok(None);
+        };
+        let response = self
+            .http
+            .get(url.url().clone())
+            .bearer_auth(access_token.secret())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| OidcError::Unreachable(format!("userinfo: {}", describe_reqwest(&e))))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(OidcError::Refused(format!("userinfo answered {status}")));
+        }
+        let body = read_limited(response).await.map_err(|e| OidcError::Unreachable(format!("userinfo: {e}")))?;
+        let claims: Claims = serde_json::from_slice(&body)
+            .map_err(|_| OidcError::Invalid("userinfo is not a JSON object".into()))?;
+        if claims.get("sub") != id_claims.get("sub") {
+            return Err(OidcError::Invalid("userinfo's sub differs from the ID token's".into()));
+        }
+        Ok(Some(claims))
+    }
+
+    /// Where to send the browser to end the provider's session too, when it
+    /// advertises an `end_session_endpoint`.
+    pub fn logout_url(&self, id_token: Option<&str>, post_logout: &Url) -> Option<Url> {
+        let provider = self.provider().ok()?;
+        let mut url = provider.end_session.clone()?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(t) = id_token {
+                q.append_pair("id_token_hint", t);
+            }
+            q.append_pair("client_id", &self.client_id);
+            q.append_pair("post_logout_redirect_uri", post_logout.as_str());
+        }
+        Some(url)
+    }
+}
+
+fn asymmetric_algs() -> Vec<CoreJwsSigningAlgorithm> {
+    use CoreJwsSigningAlgorithm::*;
+    vec![
+        RsaSsaPkcs1V15Sha256,
+        RsaSsaPkcs1V15Sha384,
+        RsaSsaPkcs1V15Sha512,
+        RsaSsaPssSha256,
+        RsaSsaPssSha384,
+        RsaSsaPssSha512,
+        EcdsaP256Sha256,
+        EcdsaP384Sha384,
+        EdDsa,
+    ]
+}
+
+/// The payload of a JWT as JSON. Only call on a token whose signature was
+/// verified, or to read claims that are verified elsewhere.
+pub fn decode_payload(jwt: &str) -> Result<Claims, OidcError> {
+    let payload = jwt.split('.').nth(1).ok_or_else(|| OidcError::Invalid("not a JWT".into()))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| OidcError::Invalid("JWT payload is not base64url".into()))?;
+    serde_json::from_slice(&bytes).map_err(|_| OidcError::Invalid("JWT payload is not a JSON object".into()))
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe_reqwest(&e))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!("response larger than {MAX_BODY} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    // Never the URL: it may carry a query with secrets.
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else if e.is_body() || e.is_decode() {
+        "unreadable response".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+fn describe_discovery<E: std::error::Error>(e: &openidconnect::DiscoveryError<E>) -> String {
+    use openidconnect::DiscoveryError::*;
+    match e {
+        Request(inner) => format!("request failed: {inner}"),
+        Response(status, _, msg) => format!("answered HTTP {status}: {msg}"),
+        Parse(inner) => format!("invalid document: {inner}"),
+        Validation(msg) => format!("invalid document: {msg}"),
+        UrlParse(inner) => format!("bad URL: {inner}"),
+        Other(msg) => msg.clone(),
+        _ => "discovery failed".into(),
+    }
+}
+
+fn describe_token_error<RE: std::error::Error + 'static, T: openidconnect::ErrorResponse + 'static>(
+    e: RequestTokenError<RE, T>,
+) -> OidcError {
+    match e {
+        RequestTokenError::ServerResponse(resp) => {
+            // The provider's error code and description; never our secret.
+            OidcError::Refused(format!("token endpoint: {resp}"))
+        }
+        RequestTokenError::Request(inner) => OidcError::Unreachable(format!("token endpoint: {inner}")),
+        RequestTokenError::Parse(_, _) => OidcError::Invalid("token endpoint answered with an unreadable document".into()),
+        RequestTokenError::Other(msg) => OidcError::Unreachable(format!("token endpoint: {msg}")),
+    }
+}
+
+fn describe_claims_error(e: ClaimsVerificationError) -> OidcError {
+    let text = match &e {
+        ClaimsVerificationError::Expired(m) => format!("the ID token has expired or was issued at a bad time: {m}"),
+        ClaimsVerificationError::InvalidAudience(m) => format!("the ID token is not for this client: {m}"),
+        ClaimsVerificationError::InvalidIssuer(m) => format!("the ID token's issuer is wrong: {m}"),
+        ClaimsVerificationError::InvalidNonce(_) => "the ID token's nonce does not match this login".into(),
+        ClaimsVerificationError::SignatureVerification(s) => format!("the ID token's signature is not valid: {s}"),
+        other => format!("the ID token is not valid: {other}"),
+    };
+    OidcError::Invalid(text)
+}

@@ -1,0 +1,710 @@
+//! The HTTP service: routing and the endpoints proxies and browsers call.
+//!
+//! - `/auth/nginx`, `/auth/forward`: the verify endpoints (forward-auth).
+//! - `/oauth2/start`, `/oauth2/callback`, `/oauth2/logout`, `/oauth2/userinfo`.
+//! - `/healthz`, `/readyz`.
+//!
+//! A verify request flows one way: original URL → policy bypass? → session
+//! cookie → one store read → policy decision → identity headers.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use url::Url;
+
+use crate::config::{Config, StoreKind};
+use crate::headers::IdentityHeaders;
+use crate::identity::{Identity, Mapper, merge_claims};
+use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
+use crate::policy::{Decision, Policy, RequestInfo};
+use crate::redirect::Redirects;
+use crate::session::cookie::{Purpose, Sealer};
+use crate::session::memory::MemoryStore;
+use crate::session::redis::RedisStore;
+use crate::session::{Session, SessionId, SessionStore, StoreError, unix_now};
+
+type Body = Full<Bytes>;
+
+/// Longest time a connection may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest time in-flight requests get to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Login cookies kept at once per browser (one per open login tab).
+const MAX_LOGIN_COOKIES: usize = 4;
+/// Timeout on every Redis call.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Errors that stop the service from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("session store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+/// Everything a request needs, built once at start.
+pub struct App {
+    config: Config,
+    store: Arc<dyn SessionStore>,
+    sealer: Sealer,
+    oidc: Arc<Oidc>,
+    mapper: Mapper,
+    policy: Policy,
+    headers: IdentityHeaders,
+    upstream: crate::headers::UpstreamHeaders,
+    redirects: Redirects,
+    login_cookie_path: String,
+}
+
+impl App {
+    /// Builds the service from a validated configuration and starts
+    /// provider discovery in the background.
+    pub fn new(config: Config) -> Result<Arc<App>, StartError> {
+        let store: Arc<dyn SessionStore> = match config.session.store {
+            StoreKind::Memory => Arc::new(MemoryStore::new(config.session.memory_max_sessions)),
+            StoreKind::Redis => {
+                let url = config.session.redis_url.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
+                Arc::new(RedisStore::new(&url, REDIS_TIMEOUT)?)
+            }
+        };
+        Self::with_store(config, store)
+    }
+
+    /// As [`App::new`] with a given store.
+    pub fn with_store(config: Config, store: Arc<dyn SessionStore>) -> Result<Arc<App>, StartError> {
+        if config.session.keys_generated {
+            tracing::warn!(
+                "no session.keys configured: generated a random key; sessions end when portcullis restarts"
+            );
+        }
+        let oidc = Oidc::new(&config);
+        oidc.discover_in_background();
+        let login_cookie_path = config.endpoint_url("/oauth2/").path().to_string();
+        Ok(Arc::new(App {
+            sealer: Sealer::new(&config.session.keys),
+            mapper: Mapper::new(&config)?,
+            policy: Policy::new(&config)?,
+            headers: IdentityHeaders::new(&config.headers)?,
+            upstream: crate::headers::UpstreamHeaders::load(&config.upstream_headers)?,
+            redirects: Redirects::new(config.allowed_redirect_domains.clone()),
+            store,
+            oidc,
+            login_cookie_path,
+            config,
+        }))
+    }
+}
+
+/// Binds `config.listen` and serves until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let addr = config.listen.clone();
+    let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    let app = App::new(config)?;
+    serve(app, listener, shutdown).await;
+    Ok(())
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains in-flight
+/// requests for a bounded time.
+pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "listening on {addr}");
+    }
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(64 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = Arc::clone(&app);
+                let service = hyper::service::service_fn(move |req| {
+                    let app = Arc::clone(&app);
+                    async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
+                });
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("drain time exceeded; closing remaining connections");
+    }
+}
+
+async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let path = req.uri().path();
+    let mut response = match (req.method(), path) {
+        (_, "/auth/nginx") => verify(app, &req, Flavor::Nginx).await,
+        (_, "/auth/forward") => verify(app, &req, Flavor::Forward).await,
+        (&Method::GET, "/oauth2/start") => start(app, &req),
+        (&Method::GET, "/oauth2/callback") => callback(app, &req, peer).await,
+        (&Method::GET | &Method::POST, "/oauth2/logout") => logout(app, &req).await,
+        (&Method::GET, "/oauth2/userinfo") => userinfo(app, &req).await,
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => readyz(app).await,
+        _ => page(&req, StatusCode::NOT_FOUND, "Not found", "There is nothing at this address."),
+    };
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    /// NGINX `auth_request`: 401 when signed out.
+    Nginx,
+    /// Caddy `forward_auth` / Traefik ForwardAuth: browsers are redirected.
+    Forward,
+}
+
+async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor) -> Response<Body> {
+    let original = match original_url(app, req.headers(), flavor) {
+        Ok(u) => u,
+        Err(reason) => return page(req, StatusCode::BAD_REQUEST, "Bad request", reason),
+    };
+    let method = original_method(req, flavor);
+    let info = RequestInfo {
+        host: original.host_str().unwrap_or_default().to_ascii_lowercase(),
+        path: original.path().to_string(),
+        method,
+    };
+    if app.policy.bypasses(&info) {
+        return text(StatusCode::OK, "");
+    }
+    let session = match load_session(app, req.headers()).await {
+        Ok(Some((_, session))) => session,
+        Ok(None) => return signed_out(app, req, flavor, &original),
+        Err(_) => {
+            // Fail closed; the store logs the outage once.
+            return text(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n");
+        }
+    };
+    match app.policy.decide(&info, &session.identity, &session.claims) {
+        Decision::Allow { .. } => {
+            let mut response = text(StatusCode::OK, "");
+            app.headers.write(&session.identity, response.headers_mut());
+            app.upstream.write(&session.identity.user, response.headers_mut());
+            response
+        }
+        Decision::Deny { reason, .. } => {
+            tracing::info!(
+                event = "access_denied",
+                user = %session.identity.user,
+                subject = %session.identity.subject,
+                host = %info.host,
+                path = %info.path,
+                reason = %reason,
+                "access denied"
+            );
+            page(req, StatusCode::FORBIDDEN, "Forbidden", "You are signed in but not allowed here.")
+        }
+    }
+}
+
+fn signed_out(app: &App, req: &Request<Incoming>, flavor: Flavor, original: &Url) -> Response<Body> {
+    if flavor == Flavor::Forward && wants_html(req.headers()) {
+        let mut start = app.config.endpoint_url("/oauth2/start");
+        start.query_pairs_mut().append_pair("rd", original.as_str());
+        return redirect(start.as_str());
+    }
+    let mut r = text(StatusCode::UNAUTHORIZED, "not signed in\n");
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Cookie realm=\"portcullis\""));
+    r
+}
+
+/// The original request's URL, from `X-Original-URL` or `X-Forwarded-*`.
+fn original_url(app: &App, headers: &HeaderMap, flavor: Flavor) -> Result<Url, &'static str> {
+    if flavor == Flavor::Nginx {
+        if let Some(v) = headers.get("x-original-url") {
+            let text = v.to_str().map_err(|_| "X-Original-URL is not valid text")?;
+            let url = Url::parse(text).map_err(|_| "X-Original-URL is not an absolute URL")?;
+            if url.scheme() != "http" && url.scheme() != "https" || url.host_str().is_none() {
+                return Err("X-Original-URL must be an http(s) URL with a host");
+            }
+            return Ok(url);
+        }
+    }
+    let proto = match header_str(headers, "x-forwarded-proto")? {
+        Some(p) => {
+            let p = p.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
+            if p != "http" && p != "https" {
+                return Err("X-Forwarded-Proto must be http or https");
+            }
+            p
+        }
+        None => app.config.public_url.scheme().to_string(),
+    };
+    let host = match header_str(headers, "x-forwarded-host")? {
+        Some(h) => h.split(',').next().unwrap_or("").trim(),
+        None => header_str(headers, "host")?.ok_or("no X-Forwarded-Host or Host header")?,
+    };
+    if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
+        return Err("X-Forwarded-Host is not a host");
+    }
+    let uri = header_str(headers, "x-forwarded-uri")?.unwrap_or("/");
+    if !uri.starts_with('/') || uri.starts_with("//") {
+        return Err("X-Forwarded-Uri must be a path starting with a single /");
+    }
+    let url = Url::parse(&format!("{proto}://{host}{uri}")).map_err(|_| "X-Forwarded-Host/Uri do not form a URL")?;
+    if url.host_str().is_none() {
+        return Err("X-Forwarded-Host is not a host");
+    }
+    Ok(url)
+}
+
+fn original_method(req: &Request<Incoming>, flavor: Flavor) -> String {
+    let names: &[&str] = match flavor {
+        Flavor::Nginx => &["x-original-method", "x-forwarded-method"],
+        Flavor::Forward => &["x-forwarded-method"],
+    };
+    names
+        .iter()
+        .find_map(|n| req.headers().get(*n).and_then(|v| v.to_str().ok()))
+        .map(|m| m.trim().to_ascii_uppercase())
+        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()))
+        .unwrap_or_else(|| req.method().as_str().to_string())
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, &'static str> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v.to_str().map(|s| Some(s.trim())).map_err(|_| "a forwarded header is not valid text"),
+    }
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+/// Values of the cookies called `name`.
+fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    cookie_pairs(headers).filter(move |(n, _)| *n == name).map(|(_, v)| v)
+}
+
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (n, v) = pair.trim().split_once('=')?;
+            Some((n.trim(), v.trim().trim_matches('"')))
+        })
+}
+
+/// The signed-in session, if the cookie opens and the store knows it.
+async fn load_session(app: &App, headers: &HeaderMap) -> Result<Option<(SessionId, Arc<Session>)>, StoreError> {
+    for value in cookies(headers, &app.config.session.cookie_name) {
+        let Some(opened) = app.sealer.open(Purpose::Session, value) else { continue };
+        let Some(id) = SessionId::from_bytes(&opened.payload) else { continue };
+        if let Some(session) = app.store.get(&id.store_key()).await? {
+            if session.remaining().is_some() {
+                return Ok(Some((id, session)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The original request's scheme and host, as the browser sees it.
+fn request_base(app: &App, headers: &HeaderMap) -> Option<Url> {
+    let proto = header_str(headers, "x-forwarded-proto")
+        .ok()
+        .flatten()
+        .map(|p| p.split(',').next().unwrap_or("").trim().to_ascii_lowercase())
+        .filter(|p| p == "http" || p == "https")
+        .unwrap_or_else(|| app.config.public_url.scheme().to_string());
+    let host = header_str(headers, "x-forwarded-host")
+        .ok()
+        .flatten()
+        .map(|h| h.split(',').next().unwrap_or("").trim())
+        .or_else(|| header_str(headers, "host").ok().flatten())?;
+    if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
+        return None;
+    }
+    Url::parse(&format!("{proto}://{host}/")).ok()
+}
+
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Validates the `rd` parameter; without one, the original host's root, or
+/// `public_url` when that host is not allowed.
+fn return_url(app: &App, req: &Request<Incoming>) -> Result<Url, String> {
+    let base = request_base(app, req.headers());
+    match query_param(req, "rd") {
+        Some(rd) => app.redirects.validate(&rd, base.as_ref()).map_err(|e| e.to_string()),
+        None => Ok(base
+            .filter(|b| app.redirects.check_url(b).is_ok())
+            .unwrap_or_else(|| app.config.endpoint_url("/"))),
+    }
+}
+
+fn start(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    let rd = match return_url(app, req) {
+        Ok(u) => u,
+        Err(reason) => return page(req, StatusCode::BAD_REQUEST, "Bad request", &reason),
+    };
+    let (auth_url, attempt) = match app.oidc.begin(&rd) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "login cannot start");
+            return page(
+                req,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in unavailable",
+                "The identity provider cannot be reached right now. Please try again in a moment.",
+            );
+        }
+    };
+    let payload = serde_json::to_vec(&attempt).expect("login attempt serialises");
+    let sealed = app.sealer.seal(Purpose::Login, &payload);
+    let mut response = redirect(auth_url.as_str());
+    // Keep a bounded number of login cookies: clear the others when full.
+    let prefix = login_cookie_prefix(app);
+    let existing: Vec<&str> = cookie_pairs(req.headers()).filter(|(n, _)| n.starts_with(&prefix)).map(|(n, _)| n).collect();
+    if existing.len() >= MAX_LOGIN_COOKIES {
+        for name in existing {
+            add_cookie(&mut response, &expire_cookie(name, &app.login_cookie_path, None, app.config.session.cookie_secure));
+        }
+    }
+    let cookie = set_cookie(
+        &login_cookie_name(app, &attempt.state),
+        &sealed,
+        &app.login_cookie_path,
+        None,
+        app.config.session.cookie_secure,
+        Some(LOGIN_TIMEOUT.as_secs()),
+    );
+    add_cookie(&mut response, &cookie);
+    response
+}
+
+fn login_cookie_prefix(app: &App) -> String {
+    format!("{}_login_", app.config.session.cookie_name)
+}
+
+fn login_cookie_name(app: &App, state: &str) -> String {
+    // The state is base64url: its characters are valid in a cookie name.
+    let tag: String = state.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(12).collect();
+    format!("{}{tag}", login_cookie_prefix(app))
+}
+
+async fn callback(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let client_ip = client_ip(req.headers(), peer);
+    let state = query_param(req, "state").unwrap_or_default();
+    let cookie_name = (!state.is_empty()).then(|| login_cookie_name(app, &state));
+    let mut response = callback_inner(app, req, &state, cookie_name.as_deref(), &client_ip).await;
+    if let Some(name) = cookie_name {
+        add_cookie(&mut response, &expire_cookie(&name, &app.login_cookie_path, None, app.config.session.cookie_secure));
+    }
+    response
+}
+
+async fn callback_inner(
+    app: &App,
+    req: &Request<Incoming>,
+    state: &str,
+    cookie_name: Option<&str>,
+    client_ip: &str,
+) -> Response<Body> {
+    if let Some(error) = query_param(req, "error") {
+        let error: String = error.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+        tracing::info!(event = "login_refused", reason = %format!("provider answered error={error}"), client_ip, "login refused by the identity provider");
+        let status = if error == "access_denied" { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+        return page(req, status, "Sign-in refused", &format!("The identity provider refused the sign-in ({error})."));
+    }
+    let attempt = cookie_name
+        .and_then(|name| cookies(req.headers(), name).find_map(|v| app.sealer.open(Purpose::Login, v)))
+        .and_then(|opened| serde_json::from_slice::<LoginAttempt>(&opened.payload).ok())
+        .filter(|a| constant_time_eq(a.state.as_bytes(), state.as_bytes()))
+        .filter(|a| unix_now().saturating_sub(a.created_at) <= LOGIN_TIMEOUT.as_secs());
+    let Some(attempt) = attempt else {
+        tracing::info!(event = "login_refused", reason = "unknown, expired or replayed state", client_ip, "login refused");
+        return page(
+            req,
+            StatusCode::BAD_REQUEST,
+            "Sign-in expired",
+            "This sign-in link is no longer valid (it expired, was already used, or was started in another browser). Please start again.",
+        );
+    };
+    let Some(code) = query_param(req, "code").filter(|c| !c.is_empty()) else {
+        return page(req, StatusCode::BAD_REQUEST, "Bad request", "The identity provider sent no authorization code.");
+    };
+    let result = match app.oidc.finish(&code, &attempt).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(event = "login_failed", reason = %e, client_ip, "login failed");
+            let (status, message) = match &e {
+                OidcError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "The identity provider cannot be reached right now."),
+                OidcError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "The identity provider could not be reached."),
+                OidcError::Refused(_) => (StatusCode::BAD_REQUEST, "The identity provider refused to complete the sign-in."),
+                OidcError::Invalid(_) => (StatusCode::BAD_REQUEST, "The identity provider's answer could not be verified."),
+            };
+            return page(req, status, "Sign-in failed", message);
+        }
+    };
+    let claims = match &result.userinfo_claims {
+        Some(userinfo) => merge_claims(&[&result.id_claims, userinfo]),
+        None => result.id_claims.clone(),
+    };
+    let identity = match app.mapper.map(&claims) {
+        Ok(i) => i,
+        Err(refusal) => {
+            let sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("");
+            tracing::info!(event = "login_refused", subject = %sub, reason = %refusal, client_ip, "login refused");
+            return page(req, StatusCode::FORBIDDEN, "Access refused", &refusal.reason);
+        }
+    };
+    let now = unix_now();
+    let ttl = app.config.session.ttl;
+    let session = Session {
+        sid: claims.get("sid").and_then(|v| v.as_str()).map(str::to_string),
+        claims,
+        id_token: Some(result.id_token),
+        access_token: Some(result.access_token),
+        refresh_token: result.refresh_token,
+        access_expires_at: result.expires_in.map(|d| now + d.as_secs()),
+        created_at: now,
+        expires_at: now + ttl.as_secs(),
+        identity,
+    };
+    let id = SessionId::generate();
+    let user = session.identity.user.clone();
+    let subject = session.identity.subject.clone();
+    let person = session.identity.person.clone();
+    if let Err(e) = app.store.put(&id.store_key(), Arc::new(session), ttl).await {
+        tracing::error!(event = "login_failed", reason = %e, client_ip, "session could not be stored");
+        return page(req, StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", "Your session could not be saved. Please try again.");
+    }
+    tracing::info!(event = "login", user = %user, person = %person, subject = %subject, client_ip, "login succeeded");
+    let mut response = redirect(&attempt.rd);
+    add_cookie(&mut response, &session_cookie(app, &app.sealer.seal(Purpose::Session, id.as_bytes())));
+    response
+}
+
+fn session_cookie(app: &App, value: &str) -> String {
+    let s = &app.config.session;
+    set_cookie(&s.cookie_name, value, "/", s.cookie_domain.as_deref(), s.cookie_secure, Some(s.ttl.as_secs()))
+}
+
+async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    let rd = match query_param(req, "rd") {
+        Some(_) => match return_url(app, req) {
+            Ok(u) => Some(u),
+            Err(reason) => return page(req, StatusCode::BAD_REQUEST, "Bad request", &reason),
+        },
+        None => None,
+    };
+    let s = &app.config.session;
+    let clear = expire_cookie(&s.cookie_name, "/", s.cookie_domain.as_deref(), s.cookie_secure);
+    let session = match load_session(app, req.headers()).await {
+        Ok(v) => v,
+        Err(_) => {
+            let mut r = page(req, StatusCode::SERVICE_UNAVAILABLE, "Sign-out incomplete", "The session store is unavailable; please try again.");
+            add_cookie(&mut r, &clear);
+            return r;
+        }
+    };
+    let mut id_token = None;
+    if let Some((id, session)) = session {
+        if let Err(e) = app.store.delete(&id.store_key()).await {
+            tracing::error!(error = %e, "session could not be deleted at logout");
+            let mut r = page(req, StatusCode::SERVICE_UNAVAILABLE, "Sign-out incomplete", "The session store is unavailable; please try again.");
+            add_cookie(&mut r, &clear);
+            return r;
+        }
+        tracing::info!(event = "logout", user = %session.identity.user, subject = %session.identity.subject, "logout");
+        id_token = session.id_token.clone();
+    }
+    let post_logout = rd.clone().unwrap_or_else(|| app.config.endpoint_url("/"));
+    let mut response = match app.oidc.logout_url(id_token.as_deref(), &post_logout) {
+        Some(url) => redirect(url.as_str()),
+        None => match rd {
+            Some(rd) => redirect(rd.as_str()),
+            None => page(req, StatusCode::OK, "Signed out", "You are signed out."),
+        },
+    };
+    add_cookie(&mut response, &clear);
+    response
+}
+
+async fn userinfo(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    match load_session(app, req.headers()).await {
+        Ok(Some((_, session))) => json(StatusCode::OK, &identity_json(&session.identity)),
+        Ok(None) => json(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": "not signed in"})),
+        Err(_) => json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "session store unavailable"})),
+    }
+}
+
+fn identity_json(identity: &Identity) -> serde_json::Value {
+    serde_json::json!({
+        "user": identity.user,
+        "email": identity.email,
+        "name": identity.name,
+        "groups": identity.groups,
+        "roles": identity.roles,
+        "role": identity.role,
+        "subject": identity.subject,
+        "person": identity.person,
+    })
+}
+
+async fn readyz(app: &App) -> Response<Body> {
+    let mut problems = BTreeMap::new();
+    if let Some(reason) = app.oidc.not_ready() {
+        problems.insert("identity_provider", reason);
+    }
+    if let Err(e) = app.store.ping().await {
+        problems.insert("session_store", e.to_string());
+    }
+    if problems.is_empty() {
+        json(StatusCode::OK, &serde_json::json!({"ready": true}))
+    } else {
+        json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"ready": false, "problems": problems}))
+    }
+}
+
+/// The client's address as the proxy reports it, else the peer's.
+fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> String {
+    headers
+        .get("x-real-ip")
+        .or_else(|| headers.get("x-forwarded-for"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| peer.ip().to_string())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn set_cookie(name: &str, value: &str, path: &str, domain: Option<&str>, secure: bool, max_age: Option<u64>) -> String {
+    let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
+    if let Some(d) = domain {
+        c.push_str("; Domain=");
+        c.push_str(d);
+    }
+    if secure {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    c
+}
+
+fn expire_cookie(name: &str, path: &str, domain: Option<&str>, secure: bool) -> String {
+    set_cookie(name, "", path, domain, secure, Some(0))
+}
+
+fn add_cookie(response: &mut Response<Body>, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    if !body.is_empty() {
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    }
+    r
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::FOUND;
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
+    }
+    r
+}
+
+/// A short readable page for browsers, or JSON for other clients. The
+/// message is shown as text, never as markup.
+fn page(req: &Request<Incoming>, status: StatusCode, title: &str, message: &str) -> Response<Body> {
+    if wants_html(req.headers()) {
+        let body = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+             <title>{t}</title></head>\n<body style=\"font-family:sans-serif;max-width:36em;margin:4em auto\">\
+             <h1>{t}</h1>\n<p>{m}</p>\n<p style=\"color:#666\">{code}</p></body></html>\n",
+            t = html_escape(title),
+            m = html_escape(message),
+            code = status.as_u16(),
+        );
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        r
+    } else {
+        json(status, &serde_json::json!({"error": title, "message": message}))
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,127 @@
+//! Sessions: what a signed-in browser has, where it is kept, and the cookie
+//! that points to it.
+//!
+//! A session ID is 256 random bits. The browser holds it sealed in a cookie
+//! ([`cookie::Sealer`]); the store keys the session by a SHA-256 hash of the
+//! ID ([`StoreKey`]), so a dump of the store yields no usable cookie. Two
+//! stores implement [`SessionStore`]: [`memory::MemoryStore`] (the embedded
+//! default) and [`redis::RedisStore`].
+
+pub mod cookie;
+pub mod memory;
+pub mod redis;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::identity::{Claims, Identity};
+
+/// A session's secret identifier: only ever in the sealed cookie.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId([u8; 32]);
+
+impl SessionId {
+    pub fn generate() -> SessionId {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        SessionId(bytes)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<SessionId> {
+        <[u8; 32]>::try_from(bytes).ok().map(SessionId)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The key the store files this session under.
+    pub fn store_key(&self) -> StoreKey {
+        StoreKey(URL_SAFE_NO_PAD.encode(Sha256::digest(self.0)))
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId([redacted])")
+    }
+}
+
+/// The hash of a session ID: safe to store and to log.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StoreKey(String);
+
+impl StoreKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A signed-in user's session.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub identity: Identity,
+    /// The merged claims, for policy expressions evaluated per request.
+    pub claims: Claims,
+    pub id_token: Option<String>,
+    pub access_token: Option<String>,
+    pub refresh_token: Option<String>,
+    /// When the access token expires (seconds since the epoch).
+    pub access_expires_at: Option<u64>,
+    /// The provider's session ID (`sid`), for back-channel logout.
+    pub sid: Option<String>,
+    pub created_at: u64,
+    /// Absolute end of the session (seconds since the epoch).
+    pub expires_at: u64,
+}
+
+impl Session {
+    /// Time left before the session ends, or `None` when it has ended.
+    pub fn remaining(&self) -> Option<Duration> {
+        let now = unix_now();
+        (self.expires_at > now).then(|| Duration::from_secs(self.expires_at - now))
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("identity", &self.identity)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A store that could not answer. Never carries a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("session store timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("stored session is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Where sessions live.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    async fn get(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError>;
+    /// Stores `session`; it expires by itself after `ttl`.
+    async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError>;
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
+    /// Checks that the store answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
