@@ -431,9 +431,17 @@ fn login_cookie_name(app: &App, state: &str) -> String {
 async fn callback(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let client_ip = client_ip(req.headers(), peer);
     let state = query_param(req, "state").unwrap_or_default();
+    // The login attempt this browser started with this state, if any. Only
+    // then is its cookie spent: a stray callback must not cancel a login
+    // in progress.
     let cookie_name = (!state.is_empty()).then(|| login_cookie_name(app, &state));
-    let mut response = callback_inner(app, req, &state, cookie_name.as_deref(), &client_ip).await;
-    if let Some(name) = cookie_name {
+    let attempt = cookie_name
+        .as_deref()
+        .and_then(|name| cookies(req.headers(), name).find_map(|v| app.sealer.open(Purpose::Login, v)))
+        .and_then(|opened| serde_json::from_slice::<LoginAttempt>(&opened.payload).ok())
+        .filter(|a| constant_time_eq(a.state.as_bytes(), state.as_bytes()));
+    let mut response = callback_inner(app, req, attempt.as_ref(), &client_ip).await;
+    if let (Some(name), Some(_)) = (cookie_name, attempt) {
         add_cookie(&mut response, &expire_cookie(&name, &app.login_cookie_path, None, app.config.session.cookie_secure));
     }
     response
@@ -442,8 +450,7 @@ async fn callback(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Respo
 async fn callback_inner(
     app: &App,
     req: &Request<Incoming>,
-    state: &str,
-    cookie_name: Option<&str>,
+    attempt: Option<&LoginAttempt>,
     client_ip: &str,
 ) -> Response<Body> {
     if let Some(error) = query_param(req, "error") {
@@ -452,12 +459,7 @@ async fn callback_inner(
         let status = if error == "access_denied" { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
         return page(req, status, "Sign-in refused", &format!("The identity provider refused the sign-in ({error})."));
     }
-    let attempt = cookie_name
-        .and_then(|name| cookies(req.headers(), name).find_map(|v| app.sealer.open(Purpose::Login, v)))
-        .and_then(|opened| serde_json::from_slice::<LoginAttempt>(&opened.payload).ok())
-        .filter(|a| constant_time_eq(a.state.as_bytes(), state.as_bytes()))
-        .filter(|a| unix_now().saturating_sub(a.created_at) <= LOGIN_TIMEOUT.as_secs());
-    let Some(attempt) = attempt else {
+    let Some(attempt) = attempt.filter(|a| unix_now().saturating_sub(a.created_at) <= LOGIN_TIMEOUT.as_secs()) else {
         tracing::info!(event = "login_refused", reason = "unknown, expired or replayed state", client_ip, "login refused");
         return page(
             req,
