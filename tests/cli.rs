@@ -95,3 +95,14 @@ fn missing_config_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/portcullis.toml"));
 }
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/portcullis.toml")).unwrap();
+    let (code, out, err) = portcullis(&["check-config"], &example);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["session"]["store"], "memory");
+    assert_eq!(v["public_url"], "https://auth.example.com/");
+    assert!(!out.contains("change-me"));
+}
