@@ -415,3 +415,28 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
         "id_token": id_token,
     }))
 }
+
+impl Idp {
+    /// A back-channel logout token as the provider would send it, with
+    /// `extra` merged over the standard claims (a `null` removes a claim).
+    pub fn logout_token(&self, extra: Value) -> String {
+        let mut claims = json!({
+            "iss": self.issuer,
+            "aud": CLIENT_ID,
+            "iat": now(),
+            "exp": now() + 120,
+            "jti": format!("jti-{}", rand::random::<u64>()),
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(&k);
+            } else {
+                claims[k] = v;
+            }
+        }
+        let signing_key = self.state.lock().unwrap().signing_key;
+        let k = key(signing_key);
+        sign_jwt(&json!({"alg": "RS256", "typ": "logout+jwt", "kid": k.kid}), &claims, &k)
+    }
+}
