@@ -191,8 +191,12 @@ pub fn open_store(config: &crate::config::Config) -> Result<Arc<dyn SessionStore
     Ok(match config.session.store {
         crate::config::StoreKind::Memory => Arc::new(memory::MemoryStore::new(config.session.memory_max_sessions)),
         crate::config::StoreKind::Redis => {
-            let url = config.session.redis_url.as_ref().map(|s| s.expose()).unwrap_or_default();
-            Arc::new(redis::RedisStore::new(url, REDIS_TIMEOUT, config.session.ttl)?)
+            Arc::new(redis::RedisStore::new(&redis::RedisOptions {
+                urls: config.session.redis_urls.iter().map(|s| s.expose().to_string()).collect(),
+                ca_file: config.session.redis_ca_file.clone(),
+                timeout: REDIS_TIMEOUT,
+                index_ttl: config.session.ttl,
+            })?)
         }
     })
 }
