@@ -187,6 +187,10 @@ pub struct RawSession {
     #[serde(default)]
     pub ttl: Option<HumanDuration>,
     #[serde(default)]
+    pub idle_timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub refresh_interval: Option<HumanDuration>,
+    #[serde(default)]
     pub memory_max_sessions: Option<u64>,
 }
 
@@ -259,6 +263,11 @@ pub struct SessionConfig {
     /// True when the keys were generated at start (memory store without keys).
     pub keys_generated: bool,
     pub ttl: Duration,
+    /// Sessions unused this long end (sliding); none by default.
+    pub idle_timeout: Option<Duration>,
+    /// Identity is read again this often when a refresh token exists, even
+    /// if the access token is still valid; none by default.
+    pub refresh_interval: Option<Duration>,
     pub memory_max_sessions: u64,
 }
 
@@ -425,6 +434,8 @@ impl Config {
                     serde_json::json!(vec!["[redacted]"; self.session.keys.len()])
                 },
                 "ttl": humantime::format_duration(self.session.ttl).to_string(),
+                "idle_timeout": self.session.idle_timeout.map(|d| humantime::format_duration(d).to_string()),
+                "refresh_interval": self.session.refresh_interval.map(|d| humantime::format_duration(d).to_string()),
                 "memory_max_sessions": self.session.memory_max_sessions,
             },
             "headers": self.headers,
@@ -596,6 +607,14 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
     if ttl < Duration::from_secs(60) {
         return Err(ConfigError::invalid("session.ttl", "must be at least 1m"));
     }
+    let idle_timeout = raw.idle_timeout.map(|d| d.0);
+    if idle_timeout.is_some_and(|d| d < Duration::from_secs(60) || d > ttl) {
+        return Err(ConfigError::invalid("session.idle_timeout", "must be between 1m and session.ttl"));
+    }
+    let refresh_interval = raw.refresh_interval.map(|d| d.0);
+    if refresh_interval.is_some_and(|d| d < Duration::from_secs(10)) {
+        return Err(ConfigError::invalid("session.refresh_interval", "must be at least 10s"));
+    }
     let memory_max_sessions = raw.memory_max_sessions.unwrap_or(100_000);
     if memory_max_sessions == 0 {
         return Err(ConfigError::invalid("session.memory_max_sessions", "must be at least 1"));
@@ -609,6 +628,8 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
         keys,
         keys_generated,
         ttl,
+        idle_timeout,
+        refresh_interval,
         memory_max_sessions,
     })
 }

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod oidc;
 pub mod policy;
 pub mod redirect;
+pub mod refresh;
 pub mod server;
 pub mod session;
 

@@ -165,6 +165,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Stores `session` (and its index entries); it expires by itself
     /// after `ttl`.
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError>;
+    /// Replaces a session only if it still exists, so a session ended
+    /// meanwhile (logout, revocation) is never brought back. `false` when
+    /// it was gone. Index entries are not touched: the identity it is filed
+    /// under must be unchanged.
+    async fn update(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<bool, StoreError>;
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
     /// The live sessions filed under `index`.
     async fn find(&self, index: &Index) -> Result<Vec<(StoreKey, Arc<Session>)>, StoreError>;

@@ -124,6 +124,16 @@ impl SessionStore for RedisStore {
         self.call(pipe.query_async::<()>(&mut conn)).await
     }
 
+    async fn update(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<bool, StoreError> {
+        let bytes = serde_json::to_vec(&*session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.manager.clone();
+        let secs = ttl.as_secs().max(1);
+        let set: Option<String> = self
+            .call(redis::cmd("SET").arg(Self::redis_key(key)).arg(bytes).arg("XX").arg("EX").arg(secs).query_async(&mut conn))
+            .await?;
+        Ok(set.is_some())
+    }
+
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
         let session = self.get(key).await.ok().flatten();
         let mut pipe = redis::pipe();
