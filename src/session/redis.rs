@@ -174,6 +174,22 @@ impl RedisStore {
         }
     }
 
+    /// Runs a pipeline of writes in one round trip; on a cluster, whose
+    /// keys live on different nodes, as separate commands sent at once.
+    async fn run(&self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        match &mut conn {
+            Conn::Node(_) => self.call(pipe.query_async::<()>(&mut conn)).await,
+            Conn::Cluster(cluster) => {
+                let sends = pipe.cmd_iter().map(|cmd| {
+                    let mut c = cluster.clone();
+                    async move { cmd.query_async::<Value>(&mut c).await.map(|_| ()) }
+                });
+                self.call(futures_util::future::try_join_all(sends)).await.map(|_| ())
+            }
+        }
+    }
+
     /// Runs one call with the timeout, and keeps track of outages.
     async fn call<T, F>(&self, fut: F) -> Result<T, StoreError>
     where
@@ -331,8 +347,7 @@ impl SessionStore for RedisStore {
             pipe.sadd(&name, key.as_str()).ignore();
             pipe.expire(&name, self.index_ttl.as_secs().max(secs) as i64).ignore();
         }
-        let mut conn = self.conn().await?;
-        self.call(pipe.query_async::<()>(&mut conn)).await
+        self.run(&pipe).await
     }
 
     async fn update(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<bool, StoreError> {
@@ -352,8 +367,7 @@ impl SessionStore for RedisStore {
         for index in session.iter().flat_map(|s| s.indexes()) {
             pipe.srem(index_key(&index), key.as_str()).ignore();
         }
-        let mut conn = self.conn().await?;
-        self.call(pipe.query_async::<()>(&mut conn)).await
+        self.run(&pipe).await
     }
 
     async fn find(&self, index: &Index) -> Result<Vec<(StoreKey, Arc<Session>)>, StoreError> {
