@@ -1,0 +1,445 @@
+//! Property tests for every parser and decision on the request path: what
+//! a hostile browser, proxy header or identity provider can feed portcullis
+//! must end as "signed out" or a clear error, never as a panic, an open
+//! redirect or a smuggled header.
+//!
+//! Each generator mixes arbitrary input with input built from the pieces
+//! that real attacks are made of, so the interesting cases come up often.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use portcullis::config::HeaderNames;
+use portcullis::headers::{IdentityHeaders, MAX_VALUE_LEN, sanitize};
+use portcullis::identity::Identity;
+use portcullis::redirect::Redirects;
+use portcullis::request::{Flavor, original_url};
+use portcullis::session::cookie::{MAX_SEALED_LEN, Purpose, Sealer};
+use proptest::prelude::*;
+use proptest::sample::select;
+use url::Url;
+
+// ---------------------------------------------------------------- helpers
+
+/// Strings made of `pieces`, `min..max` of them.
+fn joined(pieces: &'static [&'static str], min: usize, max: usize) -> impl Strategy<Value = String> {
+    proptest::collection::vec(select(pieces), min..max).prop_map(|v| v.concat())
+}
+
+/// A header value as hyper would hand it over: any bytes but those HTTP
+/// forbids in a value (CR, LF, NUL and the other controls but tab).
+fn header_value(bytes: Vec<u8>) -> HeaderValue {
+    let kept: Vec<u8> = bytes.into_iter().filter(|b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f)).collect();
+    HeaderValue::from_bytes(&kept).expect("only bytes HTTP allows in a value are kept")
+}
+
+// ------------------------------------------------------------- cookies
+
+const KEY: [u8; 32] = [0x42; 32];
+const OLD_KEY: [u8; 32] = [0x17; 32];
+
+fn sealer() -> Sealer {
+    Sealer::new(&[KEY, OLD_KEY])
+}
+
+const B64URL: &[&str] = &[
+    "A", "B", "Q", "g", "w", "z", "0", "9", "-", "_", "AAAA", "AQ", "AQAA", "=", "+", "/", " ", "\t", "%",
+];
+
+/// Text a browser (or an attacker) could put in the cookie.
+fn cookie_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[A-Za-z0-9_-]{0,200}",
+        joined(B64URL, 0, 80),
+        // Long values, around the length limit.
+        ("[A-Za-z0-9_-]{1,8}", 4000usize..4200).prop_map(|(s, n)| s.repeat(n / s.len() + 1)[..n].to_string()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Any text is "no cookie" (a random value that opens would be a forged
+    /// AES-GCM tag), never a panic.
+    #[test]
+    fn cookie_garbage_never_opens(text in cookie_text()) {
+        let s = sealer();
+        prop_assert!(s.open(Purpose::Session, &text).is_none());
+        prop_assert!(s.open(Purpose::Login, &text).is_none());
+    }
+
+    /// Well-formed base64url with the right version byte and any body
+    /// still does not open.
+    #[test]
+    fn cookie_structured_garbage_never_opens(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let mut raw = vec![1u8];
+        raw.extend_from_slice(&body);
+        let s = sealer();
+        prop_assert!(s.open(Purpose::Session, &URL_SAFE_NO_PAD.encode(&raw)).is_none());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A sealed value opens to exactly its payload, only for its purpose;
+    /// one sealed with the older key opens and is flagged for re-sealing.
+    #[test]
+    fn cookie_round_trip(payload in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let s = sealer();
+        let sealed = s.seal(Purpose::Session, &payload);
+        prop_assert!(sealed.len() <= MAX_SEALED_LEN);
+        let opened = s.open(Purpose::Session, &sealed).expect("a fresh value opens");
+        prop_assert_eq!(&opened.payload, &payload);
+        prop_assert!(!opened.stale_key);
+        prop_assert!(s.open(Purpose::Login, &sealed).is_none());
+
+        let old = Sealer::new(&[OLD_KEY]).seal(Purpose::Session, &payload);
+        let opened = s.open(Purpose::Session, &old).expect("a value sealed with the older key opens");
+        prop_assert_eq!(&opened.payload, &payload);
+        prop_assert!(opened.stale_key);
+        prop_assert!(Sealer::new(&[KEY]).open(Purpose::Session, &old).is_none());
+    }
+
+    /// A sealed value with any one byte changed (to any other ASCII byte:
+    /// cookie headers that are not text never reach `open`) does not open.
+    #[test]
+    fn cookie_with_one_byte_changed_never_opens(
+        payload in proptest::collection::vec(any::<u8>(), 0..64),
+        at in any::<prop::sample::Index>(),
+        to in 0u8..0x80,
+    ) {
+        let s = sealer();
+        let sealed = s.seal(Purpose::Session, &payload);
+        let mut bytes = sealed.into_bytes();
+        let i = at.index(bytes.len());
+        prop_assume!(bytes[i] != to);
+        bytes[i] = to;
+        let tampered = String::from_utf8(bytes).unwrap();
+        prop_assert!(s.open(Purpose::Session, &tampered).is_none(), "{:?} opened", tampered);
+    }
+
+    /// The same with a character inserted or removed anywhere.
+    #[test]
+    fn cookie_with_a_character_added_or_removed_never_opens(
+        payload in proptest::collection::vec(any::<u8>(), 0..64),
+        at in any::<prop::sample::Index>(),
+        add in proptest::option::of(select(&['A', 'g', '-', '_', '0', '=', 'é'][..])),
+    ) {
+        let s = sealer();
+        let mut sealed = s.seal(Purpose::Session, &payload);
+        let i = at.index(sealed.len());
+        match add {
+            Some(c) => sealed.insert(i, c),
+            None => {
+                sealed.remove(i);
+            }
+        }
+        prop_assert!(s.open(Purpose::Session, &sealed).is_none(), "{:?} opened", sealed);
+    }
+}
+
+// ------------------------------------------------------------ redirects
+
+const ALLOWED: &[&str] = &["example.com", ".apps.example.org"];
+
+fn redirects() -> Redirects {
+    Redirects::new(ALLOWED.iter().map(|s| s.to_string()).collect())
+}
+
+fn allowed_by_config(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    host == "example.com" || host == "apps.example.org" || host.ends_with(".apps.example.org")
+}
+
+/// The pieces open-redirect payloads are made of.
+const URL_PIECES: &[&str] = &[
+    "https://", "http://", "HTTPS://", "hTTp://", "https:", "https:/", "ftp://", "javascript:", "JavaScript:",
+    "data:", "//", "///", "/", "\\", "\\\\", "/\\", "@", ":", "?", "#", ".", "..", "%", "%0d%0a", "%0D%0A",
+    "%00", "%09", "%2f", "%2F", "%5c", "%5C", "%40", "%2e", "%252f", "%23", "%3f", "\r\n", "\t", " ", "\u{0}",
+    "\u{85}", "\u{2028}", "\u{3002}", "\u{ff0e}", "\u{2215}", "\u{ff0f}", "example.com", "EXAMPLE.COM",
+    "example.com.", "apps.example.org", "photos.apps.example.org", "evil.com", "example.com.evil.com",
+    "evilexample.com", "evilapps.example.org", "example.com%2f.evil.com", "exampIe.com", "\u{435}xample.com",
+    "\u{ff45}\u{ff58}\u{ff41}\u{ff4d}\u{ff50}\u{ff4c}\u{ff45}.com", "xn--xample-2of.com", "b\u{fc}cher.example",
+    "127.0.0.1", "0x7f.1", "[::1]", "[::ffff:127.0.0.1]", ":443", ":8080", ":0", ":99999", ":-1",
+    "user:pw@", "user@", ":@", "example.com@", "alice:secret@", "photos", "album/1", "?rd=", "&x=1",
+    "#frag", "\u{1F600}", "\u{e9}",
+];
+
+/// Return URLs: arbitrary text, piece soup, and piece soup behind a
+/// plausible beginning so that more of it gets past the first checks.
+fn return_url() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        joined(URL_PIECES, 1, 12),
+        (select(&["https://", "http://", "/", "https://example.com", "https://photos.apps.example.org"][..]), joined(URL_PIECES, 0, 8))
+            .prop_map(|(a, b)| format!("{a}{b}")),
+        (select(&["https://", "http://"][..]), joined(URL_PIECES, 0, 4), select(&["example.com", "apps.example.org", "evil.com"][..]), joined(URL_PIECES, 0, 4))
+            .prop_map(|(a, b, c, d)| format!("{a}{b}{c}{d}")),
+    ]
+}
+
+/// What validate promises about a URL it returned.
+fn check_accepted(input: &str, out: &Url, base: Option<&Url>) -> Result<(), TestCaseError> {
+    // Re-parsing what we send in `Location` gives the same URL...
+    let reparsed = Url::parse(out.as_str()).map_err(|e| TestCaseError::fail(format!("{input:?} -> {out} does not re-parse: {e}")))?;
+    prop_assert_eq!(&reparsed, out);
+    // ...an http(s) URL without credentials, on an allowed host.
+    prop_assert!(reparsed.scheme() == "http" || reparsed.scheme() == "https", "{:?} -> {}", input, out);
+    prop_assert!(reparsed.username().is_empty() && reparsed.password().is_none(), "{:?} -> {}", input, out);
+    let host = reparsed.host_str().unwrap_or("");
+    prop_assert!(allowed_by_config(host), "{:?} -> {} (host {:?})", input, out, host);
+    // Nothing that could end the Location header.
+    prop_assert!(!out.as_str().bytes().any(|b| b < 0x20 || b == 0x7f), "{:?} -> {:?}", input, out.as_str());
+    prop_assert!(HeaderValue::from_str(out.as_str()).is_ok());
+    // A browser, which parses by the same WHATWG rules, goes to the same host.
+    let browser = if input.starts_with('/') { base.unwrap().join(input) } else { Url::parse(input) };
+    let browser = browser.map_err(|e| TestCaseError::fail(format!("{input:?} accepted but a browser cannot parse it: {e}")))?;
+    prop_assert_eq!(browser.host_str(), out.host_str(), "{:?}", input);
+    prop_assert_eq!(browser.port_or_known_default(), out.port_or_known_default(), "{:?}", input);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5000))]
+
+    /// No generated return URL leads off the allowed hosts.
+    #[test]
+    fn redirect_never_leaves_the_allowed_hosts(rd in return_url(), base in select(&["https://example.com/", "http://photos.apps.example.org:8080/a/b", "https://evil.com/"][..]), with_base in any::<bool>()) {
+        let base = Url::parse(base).unwrap();
+        let base = with_base.then_some(&base);
+        if let Ok(out) = redirects().validate(&rd, base) {
+            check_accepted(&rd, &out, base)?;
+            if rd.starts_with('/') {
+                prop_assert!(allowed_by_config(base.unwrap().host_str().unwrap()), "{:?} relative to a foreign base", rd);
+            }
+        }
+    }
+
+    /// And it is not merely refusing everything: plain URLs on allowed
+    /// hosts, and plain paths, are accepted as they are.
+    #[test]
+    fn redirect_accepts_plain_urls_on_allowed_hosts(
+        scheme in select(&["http", "https"][..]),
+        host in select(&["example.com", "EXAMPLE.com", "apps.example.org", "photos.apps.example.org", "a.b.apps.example.org"][..]),
+        port in proptest::option::of(1u16..),
+        path in "(/[A-Za-z0-9._~!$&'()*+,;=:@-]{0,12}){0,4}",
+        query in proptest::option::of("[A-Za-z0-9=&%_.-]{0,20}"),
+    ) {
+        let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+        let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+        let rd = format!("{scheme}://{host}{port}{path}{query}");
+        prop_assume!(!rd.to_ascii_lowercase().contains("%0") && !rd.to_ascii_lowercase().contains("%5c"));
+        let out = redirects().validate(&rd, None).map_err(|e| TestCaseError::fail(format!("{rd:?} refused: {e}")))?;
+        check_accepted(&rd, &out, None)?;
+        prop_assert_eq!(out.host_str().unwrap(), host.to_ascii_lowercase());
+
+        let relative = format!("/{}{query}", path.trim_start_matches('/'));
+        prop_assume!(!relative.starts_with("//"));
+        let base = Url::parse("https://example.com/").unwrap();
+        let out = redirects().validate(&relative, Some(&base)).map_err(|e| TestCaseError::fail(format!("{relative:?} refused: {e}")))?;
+        check_accepted(&relative, &out, Some(&base))?;
+        prop_assert_eq!(out.host_str(), Some("example.com"));
+    }
+}
+
+// -------------------------------------------------------- original URL
+
+const FORWARDED_PIECES: &[&str] = &[
+    "http", "https", "HTTPS", "ftp", "javascript", ",", ", ", " ", "\t", "example.com", "EXAMPLE.com",
+    "photos.example.com", "evil.com", ":", ":8080", ":0", ":99999", "/", "//", "\\", "@", "?", "#", "%2f", "%40",
+    "%00", "[::1]", "[", "]", "127.0.0.1", "user:pw@", "https://", "http://", "/path", "/a?b=c", "#x", "..",
+    "\u{e9}", "\u{3002}", "xn--", "-",
+];
+
+fn header_bytes() -> impl Strategy<Value = Option<Vec<u8>>> {
+    proptest::option::weighted(
+        0.8,
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            joined(FORWARDED_PIECES, 0, 8).prop_map(String::into_bytes),
+        ],
+    )
+}
+
+fn original_url_header() -> impl Strategy<Value = Option<Vec<u8>>> {
+    proptest::option::weighted(
+        0.5,
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            joined(URL_PIECES, 0, 8).prop_map(String::into_bytes),
+            (select(&["https://", "http://", "ftp://", "//", "HTTPS://", "file:///"][..]), joined(FORWARDED_PIECES, 0, 6))
+                .prop_map(|(a, b)| format!("{a}{b}").into_bytes()),
+        ],
+    )
+}
+
+/// `scheme://host/` when `host` is nothing but a host and an optional
+/// port: no credentials, path, query or fragment hiding in it.
+fn bare_authority(scheme: &str, host: &str) -> Option<Url> {
+    let u = Url::parse(&format!("{scheme}://{host}/")).ok()?;
+    (u.host_str().is_some()
+        && u.username().is_empty()
+        && u.password().is_none()
+        && u.path() == "/"
+        && u.query().is_none()
+        && u.fragment().is_none())
+    .then_some(u)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5000))]
+
+    /// Headers a proxy (or a client the proxy passes through) sends make an
+    /// http(s) URL with a host, or a clear error; never a panic. The host is
+    /// the one the headers name, never one smuggled in through the path.
+    #[test]
+    fn original_url_is_http_with_the_named_host(
+        x_original_url in original_url_header(),
+        proto in header_bytes(),
+        fwd_host in header_bytes(),
+        fwd_uri in header_bytes(),
+        host in header_bytes(),
+        nginx in any::<bool>(),
+        default_scheme in select(&["http", "https"][..]),
+    ) {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-original-url", &x_original_url),
+            ("x-forwarded-proto", &proto),
+            ("x-forwarded-host", &fwd_host),
+            ("x-forwarded-uri", &fwd_uri),
+            ("host", &host),
+        ] {
+            if let Some(v) = value {
+                headers.insert(HeaderName::from_static(name), header_value(v.clone()));
+            }
+        }
+        let flavor = if nginx { Flavor::Nginx } else { Flavor::Forward };
+        let Ok(url) = original_url(&headers, flavor, default_scheme) else { return Ok(()) };
+        prop_assert!(url.scheme() == "http" || url.scheme() == "https", "{}", url);
+        prop_assert!(url.host_str().is_some_and(|h| !h.is_empty()), "{}", url);
+
+        let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().trim().to_string());
+        if nginx && headers.contains_key("x-original-url") {
+            prop_assert_eq!(&url, &Url::parse(&text("x-original-url").unwrap()).unwrap());
+        } else {
+            let named = match text("x-forwarded-host") {
+                Some(h) => h.split(',').next().unwrap().trim().to_string(),
+                None => text("host").unwrap(),
+            };
+            // The host (and port) are exactly the named host's...
+            let authority = bare_authority(url.scheme(), &named);
+            prop_assert!(authority.is_some(), "accepted host {:?} that is more than a host: {}", named, url);
+            let authority = authority.unwrap();
+            prop_assert_eq!(url.host_str(), authority.host_str(), "host header {:?}", named);
+            prop_assert_eq!(url.port(), authority.port(), "host header {:?}", named);
+            // ...and path and query are X-Forwarded-Uri's, so policy rules see the path asked for.
+            let uri = text("x-forwarded-uri").unwrap_or_else(|| "/".into());
+            let expected = authority.join(&uri).unwrap();
+            prop_assert_eq!(url.path(), expected.path(), "uri {:?}", uri);
+            prop_assert_eq!(url.query(), expected.query(), "uri {:?}", uri);
+        }
+    }
+}
+
+// ------------------------------------------------------- header values
+
+const HEADER_PIECES: &[&str] = &[
+    "alice", "\r\n", "\r", "\n", "\0", "\t", " ", "\u{7f}", "\u{1b}[31m", "\u{85}", "\u{2028}", "\u{feff}",
+    "X-Admin: yes", "Remote-User: admin", ":", ",", "\u{e9}", "\u{1F600}", "%0d%0a", "\\r\\n",
+];
+
+fn claim_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        joined(HEADER_PIECES, 0, 12),
+        // Longer than a header value may be.
+        (select(HEADER_PIECES), 1000usize..2000).prop_map(|(p, n)| p.repeat(n)),
+    ]
+}
+
+fn assert_header_safe(v: &HeaderValue) -> Result<(), TestCaseError> {
+    let bytes = v.as_bytes();
+    prop_assert!(!bytes.iter().any(|b| *b < 0x20 || *b == 0x7f), "{:?}", v);
+    prop_assert!(bytes.len() <= MAX_VALUE_LEN);
+    prop_assert!(HeaderValue::from_bytes(bytes).is_ok());
+    // What an upstream would read: still valid UTF-8, never a cut character.
+    prop_assert!(std::str::from_utf8(bytes).is_ok(), "{:?}", v);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn sanitized_values_carry_no_control_bytes(text in claim_text()) {
+        let v = sanitize(&text);
+        assert_header_safe(&v)?;
+        // Ordinary text passes unchanged.
+        if text.len() <= MAX_VALUE_LEN && text.chars().all(|c| c.is_ascii_graphic() || c == ' ') && text.trim() == text {
+            prop_assert_eq!(v.as_bytes(), text.as_bytes());
+        }
+    }
+}
+
+fn header_names() -> impl Strategy<Value = HeaderNames> {
+    prop_oneof![
+        Just(HeaderNames::default()),
+        select(&[",", ";", "|", ", ", " "][..]).prop_map(|sep| HeaderNames {
+            user: "X-Forwarded-User".into(),
+            email: "X-Forwarded-Email".into(),
+            name: "X-Forwarded-Preferred-Username".into(),
+            groups: "X-Forwarded-Groups".into(),
+            role: "X-Auth-Role".into(),
+            subject: "X-Auth-Subject".into(),
+            groups_separator: sep.into(),
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// No claim value can add a header to portcullis's answer: exactly the
+    /// six configured names come out, each once, each safe.
+    #[test]
+    fn identity_headers_are_exactly_the_configured_six(
+        names in header_names(),
+        user in claim_text(),
+        email in proptest::option::of(claim_text()),
+        name in proptest::option::of(claim_text()),
+        groups in proptest::collection::vec(claim_text(), 0..6),
+        role in claim_text(),
+        person in claim_text(),
+    ) {
+        let headers = IdentityHeaders::new(&names).unwrap();
+        let identity = Identity { user, email, name, groups: groups.clone(), role, person, ..Default::default() };
+        let mut out = HeaderMap::new();
+        headers.write(&identity, &mut out);
+        let expected: Vec<String> = [&names.user, &names.email, &names.name, &names.groups, &names.role, &names.subject]
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
+        prop_assert_eq!(out.len(), 6);
+        prop_assert_eq!(out.keys_len(), 6);
+        for (n, v) in &out {
+            prop_assert!(expected.contains(&n.as_str().to_string()), "unexpected header {}", n);
+            assert_header_safe(v)?;
+        }
+        // As the upstream reads the headers on the wire: six lines.
+        let wire: String = out.iter().map(|(n, v)| format!("{}: {}\r\n", n, String::from_utf8_lossy(v.as_bytes()))).collect();
+        prop_assert_eq!(wire.matches("\r\n").count(), 6);
+        prop_assert_eq!(wire.matches('\n').count(), 6);
+        // Group names never add or lose a group for an upstream splitting on the separator
+        // (as long as they fit and are plain text).
+        let plain = groups.iter().all(|g| !g.is_empty() && g.trim() == g && g.chars().all(|c| c.is_ascii_graphic()))
+            && groups.iter().map(|g| g.len() + names.groups_separator.len()).sum::<usize>() < MAX_VALUE_LEN;
+        if plain && !groups.is_empty() && names.groups_separator.trim() == names.groups_separator {
+            let sent = out.get(names.groups.to_ascii_lowercase().as_str()).unwrap().to_str().unwrap();
+            prop_assert_eq!(sent.split(names.groups_separator.as_str()).count(), groups.len(), "{:?} -> {:?}", groups, sent);
+        }
+    }
+}
