@@ -114,6 +114,15 @@ struct State {
     counter: u64,
     expires_in: u64,
     refuse_refresh: bool,
+    issued: Vec<Issued>,
+}
+
+/// The tokens of one token-endpoint answer.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub id_token: String,
+    pub access_token: String,
+    pub refresh_token: String,
 }
 
 /// The mock provider.
@@ -200,6 +209,11 @@ impl Idp {
             .iter()
             .filter(|r| String::from_utf8_lossy(&r.body).contains("grant_type=refresh_token"))
             .count()
+    }
+
+    /// Every set of tokens the token endpoint handed out, oldest first.
+    pub fn issued(&self) -> Vec<Issued> {
+        self.state.lock().unwrap().issued.clone()
     }
 
     /// Makes `/authorize` answer with `error=...` instead of a code.
@@ -433,6 +447,11 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
     }
     s.access_tokens.insert(access_token.clone(), userinfo);
     s.refresh_tokens.insert(refresh_token.clone(), claims);
+    s.issued.push(Issued {
+        id_token: id_token.clone(),
+        access_token: access_token.clone(),
+        refresh_token: refresh_token.clone(),
+    });
     ResponseTemplate::new(200).set_body_json(json!({
         "access_token": access_token,
         "token_type": "Bearer",
