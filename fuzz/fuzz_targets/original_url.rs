@@ -1,0 +1,63 @@
+//! The original request's URL from proxy headers: http(s) with exactly the
+//! named host and the forwarded path, or a clear error.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use libfuzzer_sys::fuzz_target;
+use portcullis::request::{Flavor, original_url};
+use url::Url;
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    x_original_url: Option<Vec<u8>>,
+    proto: Option<Vec<u8>>,
+    fwd_host: Option<Vec<u8>>,
+    fwd_uri: Option<Vec<u8>>,
+    host: Option<Vec<u8>>,
+    nginx: bool,
+    https_default: bool,
+}
+
+fuzz_target!(|input: Input| {
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("x-original-url", input.x_original_url),
+        ("x-forwarded-proto", input.proto),
+        ("x-forwarded-host", input.fwd_host),
+        ("x-forwarded-uri", input.fwd_uri),
+        ("host", input.host),
+    ] {
+        // hyper hands over only bytes HTTP allows in a value.
+        if let Some(v) = value.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    let flavor = if input.nginx { Flavor::Nginx } else { Flavor::Forward };
+    let Ok(url) = original_url(&headers, flavor, if input.https_default { "https" } else { "http" }) else { return };
+    assert!(matches!(url.scheme(), "http" | "https"), "{url}");
+    assert!(url.host_str().is_some_and(|h| !h.is_empty()), "{url}");
+    let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().trim().to_string());
+    if input.nginx && headers.contains_key("x-original-url") {
+        assert_eq!(url, Url::parse(&text("x-original-url").unwrap()).unwrap());
+        return;
+    }
+    let named = match text("x-forwarded-host") {
+        Some(h) => h.split(',').next().unwrap().trim().to_string(),
+        None => text("host").unwrap(),
+    };
+    let authority = Url::parse(&format!("{}://{named}/", url.scheme())).expect("the named host parses");
+    assert!(
+        authority.username().is_empty()
+            && authority.password().is_none()
+            && authority.path() == "/"
+            && authority.query().is_none()
+            && authority.fragment().is_none(),
+        "accepted host {named:?} that is more than a host: {url}"
+    );
+    assert_eq!(url.host_str(), authority.host_str());
+    assert_eq!(url.port(), authority.port());
+    let expected = authority.join(&text("x-forwarded-uri").unwrap_or_else(|| "/".into())).unwrap();
+    assert_eq!(url.path(), expected.path());
+    assert_eq!(url.query(), expected.query());
+});
