@@ -124,6 +124,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub debug_explain: bool,
     #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default)]
     pub oidc: RawOidc,
     #[serde(default)]
     pub session: RawSession,
@@ -241,6 +243,8 @@ pub struct Config {
     pub log_level: Option<String>,
     pub log_format: LogFormat,
     pub debug_explain: bool,
+    /// Most client connections served at once.
+    pub max_connections: usize,
     pub oidc: OidcConfig,
     pub session: SessionConfig,
     pub headers: HeaderNames,
@@ -383,7 +387,12 @@ impl Config {
             }
         }
 
+        let max_connections = raw.max_connections.unwrap_or(10_000);
+        if !(1..=1_000_000).contains(&max_connections) {
+            return Err(ConfigError::invalid("max_connections", "must be between 1 and 1000000"));
+        }
         let config = Config {
+            max_connections,
             listen,
             public_url,
             allowed_redirect_domains: allowed,
@@ -427,6 +436,7 @@ impl Config {
             "log_level": self.log_level,
             "log_format": self.log_format,
             "debug_explain": self.debug_explain,
+            "max_connections": self.max_connections,
             "oidc": {
                 "issuer": self.oidc.issuer,
                 "client_id": self.oidc.client_id,
