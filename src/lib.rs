@@ -6,9 +6,12 @@
 //! or Redis. Data flows one way: request → [`session`] → [`identity`] →
 //! [`policy`] → [`headers`].
 
+pub mod claims;
 pub mod config;
+pub mod expr;
 pub mod headers;
 pub mod identity;
+pub mod names;
 pub mod oidc;
 pub mod policy;
 pub mod redirect;
