@@ -1,5 +1,5 @@
-//! The `portcullis` command: serve, check a configuration, or explain what
-//! portcullis would do with given claims.
+//! The `portcullis` command: serve, check a configuration, explain what
+//! portcullis would do with given claims, or manage sessions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +39,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List or end sessions in the configured (redis) store.
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsAction {
+    /// Show the sessions of a user (never their tokens).
+    List(Who),
+    /// End every session of a user, on every instance.
+    Revoke(Who),
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct Who {
+    /// The mapped user name or the person's own user name.
+    #[arg(long)]
+    user: Option<String>,
+    /// The identity provider's subject (`sub`).
+    #[arg(long)]
+    sub: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -58,7 +82,84 @@ fn main() -> ExitCode {
             portcullis::explain::run(cli.config.as_deref(), &claims, url.as_deref(), &method, json)
         }
         Command::Serve => serve(cli.config),
+        Command::Sessions { action } => sessions(cli.config, action),
     }
+}
+
+fn sessions(path: Option<PathBuf>, action: SessionsAction) -> ExitCode {
+    use portcullis::session::{Index, open_store, revoke};
+    let config = match Config::load(path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.session.store != portcullis::config::StoreKind::Redis {
+        eprintln!(
+            "portcullis: the memory store lives inside the running portcullis process; \
+             `portcullis sessions` needs session.store = \"redis\""
+        );
+        return ExitCode::from(2);
+    }
+    let who = match &action {
+        SessionsAction::List(w) | SessionsAction::Revoke(w) => w,
+    };
+    let index = match (&who.user, &who.sub) {
+        (Some(u), _) => Index::User(u.clone()),
+        (None, Some(s)) => Index::Subject(s.clone()),
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(async {
+        let store = match open_store(&config) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("portcullis: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match action {
+            SessionsAction::List(_) => match store.find(&index).await {
+                Ok(found) => {
+                    println!("{:<20} {:<20} {:<20} {:<16} {:<16} SUBJECT", "CREATED", "LAST SEEN", "EXPIRES", "USER", "PERSON");
+                    for (_, s) in &found {
+                        println!(
+                            "{:<20} {:<20} {:<20} {:<16} {:<16} {}",
+                            timestamp(s.created_at),
+                            timestamp(s.last_seen.max(s.created_at)),
+                            timestamp(s.expires_at),
+                            s.identity.user,
+                            s.identity.person,
+                            s.identity.subject
+                        );
+                    }
+                    eprintln!("{} session(s)", found.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            SessionsAction::Revoke(_) => match revoke(store.as_ref(), &index).await {
+                Ok(n) => {
+                    println!("{n} session(s) ended");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+        }
+    })
+}
+
+fn timestamp(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| secs.to_string())
 }
 
 fn serve(path: Option<PathBuf>) -> ExitCode {

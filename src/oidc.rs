@@ -18,7 +18,7 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AccessToken, AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
-    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, JsonWebKey as _, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
     PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
     TokenResponse as _,
 };
@@ -81,6 +81,17 @@ pub struct LoginResult {
     /// Access token lifetime as the provider told it.
     pub expires_in: Option<Duration>,
 }
+
+/// Whom a valid back-channel logout token logs out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutClaims {
+    pub sub: Option<String>,
+    pub sid: Option<String>,
+    pub jti: String,
+}
+
+/// Oldest `iat` accepted on a logout token.
+pub const LOGOUT_TOKEN_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// What discovery found, and the client built from it.
 struct Provider {
@@ -352,6 +363,110 @@ impl Oidc {
             return Err(OidcError::Invalid("userinfo's sub differs from the ID token's".into()));
         }
         Ok(Some(claims))
+    }
+
+    /// Checks a back-channel logout token (OpenID Connect Back-Channel Logout
+    /// 1.0, section 2.6) and returns whom it logs out. Replay of `jti` is
+    /// checked by the caller, which owns the shared store.
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, OidcError> {
+        let provider = self.provider()?;
+        let mut parts = token.split('.');
+        let (Some(head), Some(body), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(OidcError::Invalid("the logout token is not a signed JWT".into()));
+        };
+        let header: serde_json::Value = URL_SAFE_NO_PAD
+            .decode(head)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| OidcError::Invalid("the logout token's header is unreadable".into()))?;
+        if let Some(typ) = header.get("typ").and_then(|t| t.as_str()) {
+            if !typ.eq_ignore_ascii_case("logout+jwt") && !typ.eq_ignore_ascii_case("jwt") {
+                return Err(OidcError::Invalid(format!("the logout token has type {typ}")));
+            }
+        }
+        let alg: CoreJwsSigningAlgorithm = serde_json::from_value(header["alg"].clone())
+            .ok()
+            .filter(|a| asymmetric_algs().contains(a))
+            .ok_or_else(|| OidcError::Invalid("the logout token's algorithm is not accepted".into()))?;
+        let kid = header.get("kid").and_then(|k| k.as_str()).map(str::to_string);
+        let signature = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| OidcError::Invalid("the logout token's signature is not base64url".into()))?;
+        let signing_input = &token[..head.len() + 1 + body.len()];
+        let check = |jwks: &CoreJsonWebKeySet| -> Result<(), SignatureVerificationError> {
+            let mut candidates = jwks.keys().iter().filter(|k| match (&kid, k.key_id()) {
+                (Some(want), Some(have)) => **have == *want,
+                (Some(_), None) => false,
+                (None, _) => true,
+            });
+            let mut last = SignatureVerificationError::NoMatchingKey;
+            for key in candidates.by_ref() {
+                match key.verify_signature(&alg, signing_input.as_bytes(), &signature) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        };
+        let first = { check(&provider.jwks.read().unwrap().clone()) };
+        match first {
+            Ok(()) => {}
+            Err(SignatureVerificationError::NoMatchingKey) if self.refetch_jwks(&provider).await? => {
+                check(&provider.jwks.read().unwrap().clone())
+                    .map_err(|e| OidcError::Invalid(format!("the logout token's signature is not valid: {e}")))?;
+            }
+            Err(e) => return Err(OidcError::Invalid(format!("the logout token's signature is not valid: {e}"))),
+        }
+
+        let claims = decode_payload(token)?;
+        if claims.get("iss").and_then(|v| v.as_str()) != Some(self.issuer.as_str()) {
+            return Err(OidcError::Invalid("the logout token's issuer is wrong".into()));
+        }
+        let aud_ok = match claims.get("aud") {
+            Some(serde_json::Value::String(a)) => *a == self.client_id,
+            Some(serde_json::Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(self.client_id.as_str())),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(OidcError::Invalid("the logout token is not for this client".into()));
+        }
+        let now = unix_now();
+        let leeway = self.leeway.as_secs();
+        let iat = claims
+            .get("iat")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| OidcError::Invalid("the logout token has no iat".into()))?;
+        if iat > now + leeway || iat + LOGOUT_TOKEN_MAX_AGE.as_secs() + leeway < now {
+            return Err(OidcError::Invalid("the logout token's iat is out of range".into()));
+        }
+        if let Some(exp) = claims.get("exp") {
+            if exp.as_u64().is_none_or(|exp| exp + leeway <= now) {
+                return Err(OidcError::Invalid("the logout token has expired".into()));
+            }
+        }
+        if claims.contains_key("nonce") {
+            return Err(OidcError::Invalid("a logout token must not carry a nonce".into()));
+        }
+        let event_ok = claims
+            .get("events")
+            .and_then(|e| e.as_object())
+            .and_then(|e| e.get("http://schemas.openid.net/event/backchannel-logout"))
+            .is_some_and(|v| v.is_object());
+        if !event_ok {
+            return Err(OidcError::Invalid("the logout token has no back-channel logout event".into()));
+        }
+        let jti = claims
+            .get("jti")
+            .and_then(|v| v.as_str())
+            .filter(|j| !j.is_empty())
+            .ok_or_else(|| OidcError::Invalid("the logout token has no jti".into()))?
+            .to_string();
+        let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_string);
+        let (sub, sid) = (text("sub"), text("sid"));
+        if sub.is_none() && sid.is_none() {
+            return Err(OidcError::Invalid("the logout token names neither sub nor sid".into()));
+        }
+        Ok(LogoutClaims { sub, sid, jti })
     }
 
     /// Where to send the browser to end the provider's session too, when it

@@ -23,16 +23,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 use crate::headers::IdentityHeaders;
 use crate::identity::{Identity, Mapper};
 use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
 use crate::policy::{Decision, Policy, RequestInfo};
 use crate::redirect::Redirects;
 use crate::session::cookie::{Purpose, Sealer};
-use crate::session::memory::MemoryStore;
-use crate::session::redis::RedisStore;
-use crate::session::{Session, SessionId, SessionStore, StoreError, unix_now};
+use crate::session::{Index, Session, SessionId, SessionStore, StoreError, unix_now};
 
 type Body = Full<Bytes>;
 
@@ -42,8 +40,6 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Login cookies kept at once per browser (one per open login tab).
 const MAX_LOGIN_COOKIES: usize = 4;
-/// Timeout on every Redis call.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Errors that stop the service from starting.
 #[derive(Debug, thiserror::Error)]
@@ -74,13 +70,7 @@ impl App {
     /// Builds the service from a validated configuration and starts
     /// provider discovery in the background.
     pub fn new(config: Config) -> Result<Arc<App>, StartError> {
-        let store: Arc<dyn SessionStore> = match config.session.store {
-            StoreKind::Memory => Arc::new(MemoryStore::new(config.session.memory_max_sessions)),
-            StoreKind::Redis => {
-                let url = config.session.redis_url.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
-                Arc::new(RedisStore::new(&url, REDIS_TIMEOUT)?)
-            }
-        };
+        let store = crate::session::open_store(&config)?;
         Self::with_store(config, store)
     }
 
@@ -171,6 +161,7 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         (&Method::GET, "/oauth2/callback") => callback(app, &req, peer).await,
         (&Method::GET | &Method::POST, "/oauth2/logout") => logout(app, &req).await,
         (&Method::GET, "/oauth2/userinfo") => userinfo(app, &req).await,
+        (&Method::POST, "/oauth2/backchannel-logout") => backchannel_logout(app, req).await,
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => readyz(app).await,
         _ => page(&req, StatusCode::NOT_FOUND, "Not found", "There is nothing at this address."),
@@ -431,9 +422,17 @@ fn login_cookie_name(app: &App, state: &str) -> String {
 async fn callback(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let client_ip = client_ip(req.headers(), peer);
     let state = query_param(req, "state").unwrap_or_default();
+    // The login attempt this browser started with this state, if any. Only
+    // then is its cookie spent: a stray callback must not cancel a login
+    // in progress.
     let cookie_name = (!state.is_empty()).then(|| login_cookie_name(app, &state));
-    let mut response = callback_inner(app, req, &state, cookie_name.as_deref(), &client_ip).await;
-    if let Some(name) = cookie_name {
+    let attempt = cookie_name
+        .as_deref()
+        .and_then(|name| cookies(req.headers(), name).find_map(|v| app.sealer.open(Purpose::Login, v)))
+        .and_then(|opened| serde_json::from_slice::<LoginAttempt>(&opened.payload).ok())
+        .filter(|a| constant_time_eq(a.state.as_bytes(), state.as_bytes()));
+    let mut response = callback_inner(app, req, attempt.as_ref(), &client_ip).await;
+    if let (Some(name), Some(_)) = (cookie_name, attempt) {
         add_cookie(&mut response, &expire_cookie(&name, &app.login_cookie_path, None, app.config.session.cookie_secure));
     }
     response
@@ -442,8 +441,7 @@ async fn callback(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Respo
 async fn callback_inner(
     app: &App,
     req: &Request<Incoming>,
-    state: &str,
-    cookie_name: Option<&str>,
+    attempt: Option<&LoginAttempt>,
     client_ip: &str,
 ) -> Response<Body> {
     if let Some(error) = query_param(req, "error") {
@@ -452,12 +450,7 @@ async fn callback_inner(
         let status = if error == "access_denied" { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
         return page(req, status, "Sign-in refused", &format!("The identity provider refused the sign-in ({error})."));
     }
-    let attempt = cookie_name
-        .and_then(|name| cookies(req.headers(), name).find_map(|v| app.sealer.open(Purpose::Login, v)))
-        .and_then(|opened| serde_json::from_slice::<LoginAttempt>(&opened.payload).ok())
-        .filter(|a| constant_time_eq(a.state.as_bytes(), state.as_bytes()))
-        .filter(|a| unix_now().saturating_sub(a.created_at) <= LOGIN_TIMEOUT.as_secs());
-    let Some(attempt) = attempt else {
+    let Some(attempt) = attempt.filter(|a| unix_now().saturating_sub(a.created_at) <= LOGIN_TIMEOUT.as_secs()) else {
         tracing::info!(event = "login_refused", reason = "unknown, expired or replayed state", client_ip, "login refused");
         return page(
             req,
@@ -503,6 +496,8 @@ async fn callback_inner(
         access_expires_at: result.expires_in.map(|d| now + d.as_secs()),
         created_at: now,
         expires_at: now + ttl.as_secs(),
+        last_seen: now,
+        refreshed_at: now,
         identity,
     };
     let id = SessionId::generate();
@@ -563,6 +558,69 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
     };
     add_cookie(&mut response, &clear);
     response
+}
+
+/// Largest request body read (back-channel logout).
+const MAX_REQUEST_BODY: usize = 64 * 1024;
+/// How long a logout token's `jti` is remembered against replay.
+const JTI_MEMORY: Duration = Duration::from_secs(600);
+
+/// OpenID Connect Back-Channel Logout: the provider ends sessions by `sid`
+/// or `sub`. 200 when the token is valid (even if no session matched), 400
+/// otherwise; nothing is revoked on a 400.
+async fn backchannel_logout(app: &App, req: Request<Incoming>) -> Response<Body> {
+    use http_body_util::BodyExt as _;
+    let bad = |reason: &str| {
+        tracing::info!(event = "backchannel_logout_refused", reason, "back-channel logout refused");
+        json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": "invalid_request", "error_description": reason}))
+    };
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return bad("the request body is unreadable or too large"),
+    };
+    let Some(token) = url::form_urlencoded::parse(&body).find(|(k, _)| k == "logout_token").map(|(_, v)| v.into_owned())
+    else {
+        return bad("no logout_token");
+    };
+    let claims = match app.oidc.verify_logout_token(&token).await {
+        Ok(c) => c,
+        Err(OidcError::NotReady(_)) | Err(OidcError::Unreachable(_)) => {
+            return json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "temporarily_unavailable"}));
+        }
+        Err(e) => return bad(&e.to_string()),
+    };
+    match app.store.claim(&format!("jti:{}", claims.jti), JTI_MEMORY).await {
+        Ok(true) => {}
+        Ok(false) => return bad("the logout token was already used (jti replayed)"),
+        Err(_) => return json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "temporarily_unavailable"})),
+    }
+    let index = match (&claims.sid, &claims.sub) {
+        (Some(sid), _) => Index::Sid(sid.clone()),
+        (None, Some(sub)) => Index::Subject(sub.clone()),
+        (None, None) => unreachable!("verify_logout_token requires sub or sid"),
+    };
+    let result = async {
+        let mut ended = 0;
+        for (key, session) in app.store.find(&index).await? {
+            // With both sid and sub, both must match.
+            if claims.sub.as_ref().is_some_and(|sub| *sub != session.identity.subject) {
+                continue;
+            }
+            app.store.delete(&key).await?;
+            ended += 1;
+            tracing::info!(event = "backchannel_logout", user = %session.identity.user, subject = %session.identity.subject, "session ended by the identity provider");
+        }
+        Ok::<_, StoreError>(ended)
+    }
+    .await;
+    match result {
+        Ok(ended) => json(StatusCode::OK, &serde_json::json!({"sessions_ended": ended})),
+        Err(_) => {
+            // Let the provider retry: forget the jti.
+            let _ = app.store.release(&format!("jti:{}", claims.jti)).await;
+            json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "temporarily_unavailable"}))
+        }
+    }
 }
 
 async fn userinfo(app: &App, req: &Request<Incoming>) -> Response<Body> {

@@ -4,12 +4,14 @@
 //! first) and each entry expires by itself. Sessions are lost on restart and
 //! not shared between instances: use the redis store for that.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
-use super::{Session, SessionStore, StoreError, StoreKey};
+use super::{Index, Session, SessionStore, StoreError, StoreKey};
 
 #[derive(Clone)]
 struct Entry {
@@ -34,19 +36,56 @@ impl moka::Expiry<StoreKey, Entry> for PerEntryTtl {
     }
 }
 
+/// Markers live for the time given when they were claimed.
+struct MarkerTtl;
+
+impl moka::Expiry<String, Duration> for MarkerTtl {
+    fn expire_after_create(&self, _key: &String, ttl: &Duration, _created_at: Instant) -> Option<Duration> {
+        Some(*ttl)
+    }
+}
+
+/// Index key → the sessions filed under it.
+type Indexes = Arc<Mutex<HashMap<String, HashSet<StoreKey>>>>;
+
+fn unindex(indexes: &Indexes, key: &StoreKey, session: &Session) {
+    let mut map = indexes.lock().unwrap();
+    for index in session.indexes() {
+        let name = index.key();
+        if let Some(set) = map.get_mut(&name) {
+            set.remove(key);
+            if set.is_empty() {
+                map.remove(&name);
+            }
+        }
+    }
+}
+
 /// Sessions in memory.
 pub struct MemoryStore {
     cache: Cache<StoreKey, Entry>,
+    indexes: Indexes,
+    markers: Cache<String, Duration>,
 }
 
 impl MemoryStore {
     pub fn new(max_sessions: u64) -> MemoryStore {
+        let indexes: Indexes = Arc::default();
+        let on_removal = Arc::clone(&indexes);
         MemoryStore {
             cache: Cache::builder()
                 .max_capacity(max_sessions)
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .expire_after(PerEntryTtl)
+                .eviction_listener(move |key: Arc<StoreKey>, entry: Entry, cause| {
+                    // A replaced entry's index entries are handled by `put`.
+                    if cause != RemovalCause::Replaced {
+                        unindex(&on_removal, &key, &entry.session);
+                    }
+                })
                 .build(),
+            indexes,
+            markers: Cache::builder().max_capacity(max_sessions).expire_after(MarkerTtl).build(),
         }
     }
 
@@ -68,12 +107,40 @@ impl SessionStore for MemoryStore {
     }
 
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError> {
+        if let Some(old) = self.cache.get(key) {
+            unindex(&self.indexes, key, &old.session);
+        }
+        {
+            let mut map = self.indexes.lock().unwrap();
+            for index in session.indexes() {
+                map.entry(index.key()).or_default().insert(key.clone());
+            }
+        }
         self.cache.insert(key.clone(), Entry { session, ttl });
         Ok(())
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
         self.cache.invalidate(key);
+        Ok(())
+    }
+
+    async fn find(&self, index: &Index) -> Result<Vec<(StoreKey, Arc<Session>)>, StoreError> {
+        let keys: Vec<StoreKey> =
+            self.indexes.lock().unwrap().get(&index.key()).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| self.cache.get(&k).map(|e| (k, e.session)))
+            .filter(|(_, s)| s.indexes().contains(index))
+            .collect())
+    }
+
+    async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.markers.entry(name.to_string()).or_insert_with(|| ttl).is_fresh())
+    }
+
+    async fn release(&self, name: &str) -> Result<(), StoreError> {
+        self.markers.invalidate(name);
         Ok(())
     }
 
@@ -89,7 +156,7 @@ mod tests {
 
     fn session(user: &str) -> Arc<Session> {
         Arc::new(Session {
-            identity: crate::identity::Identity { user: user.into(), ..Default::default() },
+            identity: crate::identity::Identity { user: user.into(), person: user.into(), ..Default::default() },
             claims: Default::default(),
             id_token: None,
             access_token: None,
@@ -98,6 +165,8 @@ mod tests {
             sid: None,
             created_at: 0,
             expires_at: u64::MAX,
+            last_seen: 0,
+            refreshed_at: 0,
         })
     }
 
@@ -119,6 +188,40 @@ mod tests {
         store.put(&key, session("alice"), Duration::from_millis(50)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(store.get(&key).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn sessions_are_found_by_index_until_deleted_or_evicted() {
+        let store = MemoryStore::new(10);
+        let a = SessionId::generate().store_key();
+        let b = SessionId::generate().store_key();
+        store.put(&a, session("alice"), Duration::from_secs(60)).await.unwrap();
+        store.put(&b, session("alice"), Duration::from_millis(50)).await.unwrap();
+        assert_eq!(store.find(&Index::User("alice".into())).await.unwrap().len(), 2);
+        assert!(store.find(&Index::User("bob".into())).await.unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(store.find(&Index::User("alice".into())).await.unwrap().len(), 1);
+        // Replaced by a session of another user: no longer found as alice.
+        store.put(&a, session("bob"), Duration::from_secs(60)).await.unwrap();
+        assert!(store.find(&Index::User("alice".into())).await.unwrap().is_empty());
+        assert_eq!(store.find(&Index::User("bob".into())).await.unwrap().len(), 1);
+        store.delete(&a).await.unwrap();
+        assert!(store.find(&Index::User("bob".into())).await.unwrap().is_empty());
+        // (Expired entries leave moka's timer wheel within about a second.)
+        store.delete(&b).await.unwrap();
+        store.len();
+        assert!(store.indexes.lock().unwrap().is_empty(), "index entries are dropped with their sessions: {:?}", store.indexes.lock().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_marker_is_claimed_once_until_released_or_expired() {
+        let store = MemoryStore::new(10);
+        assert!(store.claim("m", Duration::from_millis(80)).await.unwrap());
+        assert!(!store.claim("m", Duration::from_millis(80)).await.unwrap());
+        store.release("m").await.unwrap();
+        assert!(store.claim("m", Duration::from_millis(80)).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(store.claim("m", Duration::from_secs(1)).await.unwrap());
     }
 
     #[tokio::test]

@@ -79,9 +79,28 @@ pub struct Session {
     pub created_at: u64,
     /// Absolute end of the session (seconds since the epoch).
     pub expires_at: u64,
+    /// Last verify seen (seconds since the epoch), updated at most every
+    /// few minutes; for `idle_timeout`.
+    #[serde(default)]
+    pub last_seen: u64,
+    /// When tokens and identity were last renewed (the login counts).
+    #[serde(default)]
+    pub refreshed_at: u64,
 }
 
 impl Session {
+    /// The index entries under which this session can be found.
+    pub fn indexes(&self) -> Vec<Index> {
+        let mut out = vec![Index::User(self.identity.user.clone()), Index::Subject(self.identity.subject.clone())];
+        if self.identity.person != self.identity.user {
+            out.push(Index::User(self.identity.person.clone()));
+        }
+        if let Some(sid) = &self.sid {
+            out.push(Index::Sid(sid.clone()));
+        }
+        out
+    }
+
     /// Time left before the session ends, or `None` when it has ended.
     pub fn remaining(&self) -> Option<Duration> {
         let now = unix_now();
@@ -95,6 +114,7 @@ impl fmt::Debug for Session {
             .field("identity", &self.identity)
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
+            .field("last_seen", &self.last_seen)
             .finish_non_exhaustive()
     }
 }
@@ -115,13 +135,68 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A way to find sessions other than by their ID: for logout everywhere
+/// and the `sessions` command.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Index {
+    /// The mapped user name or the person's own user name.
+    User(String),
+    /// The provider's `sub`.
+    Subject(String),
+    /// The provider's session ID (`sid`).
+    Sid(String),
+}
+
+impl Index {
+    /// A stable text form, used as a key.
+    pub fn key(&self) -> String {
+        match self {
+            Index::User(v) => format!("user:{v}"),
+            Index::Subject(v) => format!("sub:{v}"),
+            Index::Sid(v) => format!("sid:{v}"),
+        }
+    }
+}
+
 /// Where sessions live.
 #[async_trait::async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     async fn get(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError>;
-    /// Stores `session`; it expires by itself after `ttl`.
+    /// Stores `session` (and its index entries); it expires by itself
+    /// after `ttl`.
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError>;
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
+    /// The live sessions filed under `index`.
+    async fn find(&self, index: &Index) -> Result<Vec<(StoreKey, Arc<Session>)>, StoreError>;
+    /// Takes the marker `name` for `ttl` if nobody holds it; `true` when
+    /// taken. Shared by every instance on the same store: used so that only
+    /// one of them refreshes a session, and to refuse a replayed token ID.
+    async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Gives a claimed marker back before its time.
+    async fn release(&self, name: &str) -> Result<(), StoreError>;
     /// Checks that the store answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Timeout on every Redis call.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Opens the store the configuration names.
+pub fn open_store(config: &crate::config::Config) -> Result<Arc<dyn SessionStore>, StoreError> {
+    Ok(match config.session.store {
+        crate::config::StoreKind::Memory => Arc::new(memory::MemoryStore::new(config.session.memory_max_sessions)),
+        crate::config::StoreKind::Redis => {
+            let url = config.session.redis_url.as_ref().map(|s| s.expose()).unwrap_or_default();
+            Arc::new(redis::RedisStore::new(url, REDIS_TIMEOUT, config.session.ttl)?)
+        }
+    })
+}
+
+/// Deletes every session filed under `index`; returns how many.
+pub async fn revoke(store: &dyn SessionStore, index: &Index) -> Result<usize, StoreError> {
+    let found = store.find(index).await?;
+    for (key, _) in &found {
+        store.delete(key).await?;
+    }
+    Ok(found.len())
 }

@@ -13,21 +13,25 @@ use std::time::Duration;
 use redis::AsyncCommands as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Session, SessionStore, StoreError, StoreKey};
+use super::{Index, Session, SessionStore, StoreError, StoreKey};
 
 const PREFIX: &str = "portcullis:session:";
+const INDEX_PREFIX: &str = "portcullis:index:";
+const MARKER_PREFIX: &str = "portcullis:marker:";
 
 /// Sessions in Redis.
 pub struct RedisStore {
     manager: ConnectionManager,
     timeout: Duration,
+    index_ttl: Duration,
     down: AtomicBool,
 }
 
 impl RedisStore {
     /// Prepares the store; no connection is made until the first call, so
     /// portcullis starts even while Redis is down.
-    pub fn new(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+    /// `index_ttl` is the longest a session can live (`session.ttl`).
+    pub fn new(url: &str, timeout: Duration, index_ttl: Duration) -> Result<RedisStore, StoreError> {
         // Never include the URL in errors: it may carry a password.
         let client = redis::Client::open(url).map_err(|_| StoreError::Unavailable("invalid Redis URL".into()))?;
         let config = ConnectionManagerConfig::new()
@@ -37,7 +41,7 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let manager = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| StoreError::Unavailable(describe(&e)))?;
-        Ok(RedisStore { manager, timeout, down: AtomicBool::new(false) })
+        Ok(RedisStore { manager, timeout, index_ttl, down: AtomicBool::new(false) })
     }
 
     fn redis_key(key: &StoreKey) -> String {
@@ -73,6 +77,10 @@ impl RedisStore {
     }
 }
 
+fn index_key(index: &Index) -> String {
+    format!("{INDEX_PREFIX}{}", index.key())
+}
+
 /// A Redis error as text, without anything the URL might have carried.
 fn describe(e: &redis::RedisError) -> String {
     if e.is_timeout() {
@@ -101,14 +109,63 @@ impl SessionStore for RedisStore {
 
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(&*session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.manager.clone();
         let secs = ttl.as_secs().max(1);
-        self.call(conn.set_ex::<_, _, ()>(Self::redis_key(key), bytes, secs)).await
+        // One round trip: the session, then its index entries. An index set
+        // lives a full session lifetime past its latest write, so it outlives
+        // every session in it; stale members are dropped when found.
+        let mut pipe = redis::pipe();
+        pipe.set_ex(Self::redis_key(key), bytes, secs).ignore();
+        for index in session.indexes() {
+            let name = index_key(&index);
+            pipe.sadd(&name, key.as_str()).ignore();
+            pipe.expire(&name, self.index_ttl.as_secs().max(secs) as i64).ignore();
+        }
+        let mut conn = self.manager.clone();
+        self.call(pipe.query_async::<()>(&mut conn)).await
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        let session = self.get(key).await.ok().flatten();
+        let mut pipe = redis::pipe();
+        pipe.del(Self::redis_key(key)).ignore();
+        for index in session.iter().flat_map(|s| s.indexes()) {
+            pipe.srem(index_key(&index), key.as_str()).ignore();
+        }
         let mut conn = self.manager.clone();
-        self.call(conn.del::<_, ()>(Self::redis_key(key))).await
+        self.call(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn find(&self, index: &Index) -> Result<Vec<(StoreKey, Arc<Session>)>, StoreError> {
+        let name = index_key(index);
+        let mut conn = self.manager.clone();
+        let members: Vec<String> = self.call(conn.smembers(&name)).await?;
+        let mut found = Vec::new();
+        let mut stale = Vec::new();
+        for member in members {
+            let key = StoreKey(member);
+            match self.get(&key).await? {
+                Some(session) if session.indexes().contains(index) => found.push((key, session)),
+                _ => stale.push(key.0),
+            }
+        }
+        if !stale.is_empty() {
+            let _: Result<(), _> = self.call(conn.srem(&name, stale)).await;
+        }
+        Ok(found)
+    }
+
+    async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.manager.clone();
+        let ms = ttl.as_millis().max(1) as u64;
+        let set: Option<String> = self
+            .call(redis::cmd("SET").arg(format!("{MARKER_PREFIX}{name}")).arg(1).arg("NX").arg("PX").arg(ms).query_async(&mut conn))
+            .await?;
+        Ok(set.is_some())
+    }
+
+    async fn release(&self, name: &str) -> Result<(), StoreError> {
+        let mut conn = self.manager.clone();
+        self.call(conn.del::<_, ()>(format!("{MARKER_PREFIX}{name}"))).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,176 @@
+//! Sessions across instances and over time: several portcullis processes
+//! on one Redis, back-channel logout, and the `sessions` command.
+
+mod common;
+
+use std::process::Command;
+
+use common::idp::Idp;
+use common::redis::Redis;
+use common::service::{KEY_A, Service, base_toml};
+use common::{browser, login, plain, verify};
+use serde_json::json;
+
+/// Two instances on one Redis, both reachable as the same public URL would
+/// be behind a load balancer; `public_url` points at the first.
+async fn two_instances(idp: &Idp, redis: &Redis) -> (Service, Service) {
+    let port = common::free_port();
+    let toml = |listen: &str| {
+        base_toml(idp, &format!("http://127.0.0.1:{port}")).replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{listen}\""))
+            + &format!("store = \"redis\"\nredis_url = \"{}\"\nkeys = [\"{KEY_A}\"]\n", redis.url())
+    };
+    let a = Service::start(&toml(&format!("127.0.0.1:{port}"))).await;
+    let b = Service::start(&toml("127.0.0.1:0")).await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn login_on_one_instance_verify_and_logout_on_another() {
+    let Some(redis) = Redis::start().await else { return };
+    let idp = Idp::start().await;
+    let (a, b) = two_instances(&idp, &redis).await;
+    let client = browser();
+    let home = format!("{}/", a.url);
+    assert_eq!(login(&client, &a.url, &home).await.status(), 302);
+    assert_eq!(verify(&client, &b.url, &home).await.status(), 200);
+    assert_eq!(verify(&client, &a.url, &home).await.status(), 200);
+    client.get(format!("{}/oauth2/logout", b.url)).send().await.unwrap();
+    assert_eq!(verify(&client, &a.url, &home).await.status(), 401);
+    assert_eq!(verify(&client, &b.url, &home).await.status(), 401);
+}
+
+async fn post_logout_token(base: &str, token: &str) -> reqwest::Response {
+    plain().post(format!("{base}/oauth2/backchannel-logout")).form(&[("logout_token", token)]).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn backchannel_logout_by_sid_and_by_sub_on_two_instances() {
+    let Some(redis) = Redis::start().await else { return };
+    let idp = Idp::start().await;
+    let (a, b) = two_instances(&idp, &redis).await;
+    let home = format!("{}/", a.url);
+
+    // alice has two provider sessions (laptop, phone); bob one.
+    let laptop = browser();
+    idp.set_user(json!({"sub": "sub-alice", "preferred_username": "alice", "sid": "sid-laptop"}));
+    login(&laptop, &a.url, &home).await;
+    let phone = browser();
+    idp.set_user(json!({"sub": "sub-alice", "preferred_username": "alice", "sid": "sid-phone"}));
+    login(&phone, &b.url, &home).await;
+    let bob = browser();
+    idp.set_user(json!({"sub": "sub-bob", "preferred_username": "bob", "sid": "sid-bob"}));
+    login(&bob, &a.url, &home).await;
+    for c in [&laptop, &phone, &bob] {
+        assert_eq!(verify(c, &a.url, &home).await.status(), 200);
+    }
+
+    // By sid: only the laptop session ends, seen from both instances.
+    let r = post_logout_token(&b.url, &idp.logout_token(json!({"sid": "sid-laptop"}))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["sessions_ended"], 1);
+    assert_eq!(verify(&laptop, &a.url, &home).await.status(), 401);
+    assert_eq!(verify(&phone, &a.url, &home).await.status(), 200);
+
+    // By sub: every session of alice ends; bob's stays.
+    let r = post_logout_token(&a.url, &idp.logout_token(json!({"sub": "sub-alice"}))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(verify(&phone, &b.url, &home).await.status(), 401);
+    assert_eq!(verify(&bob, &b.url, &home).await.status(), 200);
+    assert!(a.logs().contains("backchannel_logout"));
+}
+
+#[tokio::test]
+async fn invalid_logout_tokens_are_400_and_revoke_nothing() {
+    let idp = Idp::start().await;
+    let svc = Service::start(&common::service::local_toml(&idp)).await;
+    svc.wait_ready().await;
+    let home = format!("{}/", svc.url);
+    let client = browser();
+    idp.set_user(json!({"sub": "sub-alice", "preferred_username": "alice", "sid": "sid-1"}));
+    login(&client, &svc.url, &home).await;
+
+    let bad_signature = {
+        let t = idp.logout_token(json!({"sid": "sid-1"}));
+        let (head, _) = t.rsplit_once('.').unwrap();
+        format!("{head}.{}", "A".repeat(342))
+    };
+    let used = idp.logout_token(json!({"sub": "sub-other"}));
+    assert_eq!(post_logout_token(&svc.url, &used).await.status(), 200);
+    for (what, token) in [
+        ("nonce", idp.logout_token(json!({"sid": "sid-1", "nonce": "n"}))),
+        ("no events", idp.logout_token(json!({"sid": "sid-1", "events": null}))),
+        ("wrong event", idp.logout_token(json!({"sid": "sid-1", "events": {"urn:other": {}}}))),
+        ("no sub or sid", idp.logout_token(json!({}))),
+        ("no jti", idp.logout_token(json!({"sid": "sid-1", "jti": null}))),
+        ("wrong aud", idp.logout_token(json!({"sid": "sid-1", "aud": "someone-else"}))),
+        ("wrong iss", idp.logout_token(json!({"sid": "sid-1", "iss": "https://evil.example.com"}))),
+        ("old", idp.logout_token(json!({"sid": "sid-1", "iat": common::idp::now() - 3600, "exp": null}))),
+        ("bad signature", bad_signature),
+        ("replayed jti", used),
+        ("garbage", "not.a.jwt".to_string()),
+    ] {
+        let r = post_logout_token(&svc.url, &token).await;
+        assert_eq!(r.status(), 400, "{what}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{what}");
+        assert_eq!(verify(&client, &svc.url, &home).await.status(), 200, "{what} revoked a session");
+    }
+    let r = plain().post(format!("{}/oauth2/backchannel-logout", svc.url)).body("x".repeat(100_000)).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // And the real one works.
+    let r = post_logout_token(&svc.url, &idp.logout_token(json!({"sid": "sid-1"}))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(verify(&client, &svc.url, &home).await.status(), 401);
+}
+
+fn sessions_cmd(svc: &Service, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("sessions")
+        .args(args)
+        .arg("--config")
+        .arg(svc.dir.path().join("portcullis.toml"))
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn sessions_command_lists_and_revokes() {
+    let Some(redis) = Redis::start().await else { return };
+    let idp = Idp::start().await;
+    let (a, _b) = two_instances(&idp, &redis).await;
+    let home = format!("{}/", a.url);
+    idp.set_user(json!({"sub": "sub-carol", "preferred_username": "carol"}));
+    let c1 = browser();
+    login(&c1, &a.url, &home).await;
+    let c2 = browser();
+    login(&c2, &a.url, &home).await;
+
+    let (code, out, err) = sessions_cmd(&a, &["list", "--user", "carol"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().filter(|l| l.contains("carol")).count(), 2, "{out}");
+    assert!(!out.contains("eyJ") && !out.contains("rt-") && !out.contains("at-"), "tokens listed: {out}");
+    let (code, out, _) = sessions_cmd(&a, &["list", "--sub", "sub-carol"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().filter(|l| l.contains("sub-carol")).count(), 2, "{out}");
+
+    let (code, out, err) = sessions_cmd(&a, &["revoke", "--user", "carol"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 session(s) ended"), "{out}");
+    assert_eq!(verify(&c1, &a.url, &home).await.status(), 401);
+    assert_eq!(verify(&c2, &a.url, &home).await.status(), 401);
+
+    let (code, _, err) = sessions_cmd(&a, &["revoke"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[tokio::test]
+async fn sessions_command_explains_the_memory_store() {
+    let idp = Idp::start().await;
+    let svc = Service::start(&common::service::local_toml(&idp)).await;
+    let (code, _, err) = sessions_cmd(&svc, &["list", "--user", "x"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("redis"), "{err}");
+}
