@@ -79,10 +79,10 @@ pub fn lookup<'a>(claims: &'a Claims, path: &str) -> Option<&'a Value> {
     }
     // Longest existing key first, so `a.b.c` prefers key `a.b` over `a`.
     for (i, _) in path.match_indices('.').collect::<Vec<_>>().into_iter().rev() {
-        if let Some(Value::Object(inner)) = claims.get(&path[..i]) {
-            if let Some(v) = lookup(inner, &path[i + 1..]) {
-                return Some(v);
-            }
+        if let Some(Value::Object(inner)) = claims.get(&path[..i])
+            && let Some(v) = lookup(inner, &path[i + 1..])
+        {
+            return Some(v);
         }
     }
     None

@@ -108,7 +108,7 @@ impl Explanation {
             "identity": m.result.as_ref().ok(),
             "refused": m.result.as_ref().err().map(|r| r.reason.clone()),
             "identity_rule": m.rule.map(|i| json!({"index": i, "key": format!("identity.rules[{i}]"), "rule": config.identity.rules.get(i)})),
-            "role_from": m.role_from.map(|r| role_from_key(r)),
+            "role_from": m.role_from.map(role_from_key),
             "request": self.request.as_ref().map(|r| json!({"method": r.method, "host": r.host, "path": r.path})),
             "policy_rule": self.policy_rule.map(|(i, a)| json!({"index": i, "key": format!("policy[{i}]"), "action": a, "rule": config.policy.get(i)})),
             "headers": self.headers.iter().map(|(n, v)| (n.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),

@@ -438,8 +438,7 @@ pub fn merge_claims(sources: &[&Claims]) -> Claims {
 /// All-of across the criteria a rule sets, any-of within each list.
 fn rule_matches(rule: &Rule, vars: &Vars<'_>, notes: &mut Vec<String>) -> bool {
     let email = names::normalize(vars.email);
-    let have_email = !email.is_empty();
-    if !rule.emails.is_empty() && !(have_email && rule.emails.contains(&email)) {
+    if !rule.emails.is_empty() && (email.is_empty() || !rule.emails.contains(&email)) {
         return false;
     }
     if !rule.email_domains.is_empty() && !names::email_domain(&email).is_some_and(|d| rule.email_domains.contains(&d)) {
