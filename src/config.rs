@@ -171,9 +171,11 @@ pub struct RawSession {
     #[serde(default)]
     pub store: StoreKind,
     #[serde(default)]
-    pub redis_url: Option<Secret>,
+    pub redis_url: Option<RedisUrl>,
     #[serde(default)]
     pub redis_url_file: Option<PathBuf>,
+    #[serde(default)]
+    pub redis_ca_file: Option<PathBuf>,
     #[serde(default)]
     pub cookie_name: Option<String>,
     #[serde(default)]
@@ -187,7 +189,20 @@ pub struct RawSession {
     #[serde(default)]
     pub ttl: Option<HumanDuration>,
     #[serde(default)]
+    pub idle_timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub refresh_interval: Option<HumanDuration>,
+    #[serde(default)]
     pub memory_max_sessions: Option<u64>,
+}
+
+/// `session.redis_url`: one URL (a node, or `redis+sentinel://`), or a list
+/// of Redis Cluster nodes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RedisUrl {
+    One(Secret),
+    Cluster(Vec<Secret>),
 }
 
 /// Names of the identity headers sent back to the proxy.
@@ -250,7 +265,9 @@ pub struct OidcConfig {
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub store: StoreKind,
-    pub redis_url: Option<Secret>,
+    /// One URL (a node or `redis+sentinel://`) or several cluster nodes.
+    pub redis_urls: Vec<Secret>,
+    pub redis_ca_file: Option<PathBuf>,
     pub cookie_name: String,
     pub cookie_domain: Option<String>,
     pub cookie_secure: bool,
@@ -259,6 +276,11 @@ pub struct SessionConfig {
     /// True when the keys were generated at start (memory store without keys).
     pub keys_generated: bool,
     pub ttl: Duration,
+    /// Sessions unused this long end (sliding); none by default.
+    pub idle_timeout: Option<Duration>,
+    /// Identity is read again this often when a refresh token exists, even
+    /// if the access token is still valid; none by default.
+    pub refresh_interval: Option<Duration>,
     pub memory_max_sessions: u64,
 }
 
@@ -415,7 +437,12 @@ impl Config {
             },
             "session": {
                 "store": self.session.store,
-                "redis_url": self.session.redis_url.as_ref().map(|_| "[redacted]"),
+                "redis_url": match self.session.redis_urls.len() {
+                    0 => serde_json::Value::Null,
+                    1 => serde_json::json!("[redacted]"),
+                    n => serde_json::json!(vec!["[redacted]"; n]),
+                },
+                "redis_ca_file": self.session.redis_ca_file,
                 "cookie_name": self.session.cookie_name,
                 "cookie_domain": self.session.cookie_domain,
                 "cookie_secure": self.session.cookie_secure,
@@ -425,6 +452,8 @@ impl Config {
                     serde_json::json!(vec!["[redacted]"; self.session.keys.len()])
                 },
                 "ttl": humantime::format_duration(self.session.ttl).to_string(),
+                "idle_timeout": self.session.idle_timeout.map(|d| humantime::format_duration(d).to_string()),
+                "refresh_interval": self.session.refresh_interval.map(|d| humantime::format_duration(d).to_string()),
                 "memory_max_sessions": self.session.memory_max_sessions,
             },
             "headers": self.headers,
@@ -528,14 +557,45 @@ fn validate_oidc(raw: RawOidc) -> Result<OidcConfig, ConfigError> {
 }
 
 fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
-    let redis_url = read_secret("session.redis_url", raw.redis_url, raw.redis_url_file.as_deref())?;
+    let redis_urls: Vec<Secret> = match (raw.redis_url, raw.redis_url_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid("session.redis_url", "set either `session.redis_url` or `session.redis_url_file`, not both"));
+        }
+        (Some(RedisUrl::One(u)), None) => vec![u],
+        (Some(RedisUrl::Cluster(list)), None) => list,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::invalid("session.redis_url_file", format!("cannot read {}: {e}", path.display())))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(Secret::new)
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    if let Some(path) = &raw.redis_ca_file {
+        if std::fs::metadata(path).is_err() {
+            return Err(ConfigError::invalid("session.redis_ca_file", format!("cannot read {}", path.display())));
+        }
+    }
     if raw.store == StoreKind::Redis {
-        let Some(url) = &redis_url else {
+        if redis_urls.is_empty() {
             return Err(ConfigError::invalid("session.redis_url", "is required when session.store = \"redis\""));
-        };
-        if redis::Client::open(url.expose()).is_err() {
-            // Never echo the URL: it may carry a password.
-            return Err(ConfigError::invalid("session.redis_url", "is not a Redis URL like redis://127.0.0.1:6379/0"));
+        }
+        // Never echo a URL: it may carry a password.
+        for (i, url) in redis_urls.iter().enumerate() {
+            let key = if redis_urls.len() == 1 { "session.redis_url".to_string() } else { format!("session.redis_url[{i}]") };
+            let u = url.expose();
+            let ok = if u.starts_with("redis+sentinel://") || u.starts_with("rediss+sentinel://") {
+                redis_urls.len() == 1
+            } else {
+                redis::Client::open(u).is_ok()
+            };
+            if !ok {
+                return Err(ConfigError::invalid(
+                    key,
+                    "is not a Redis URL like redis://127.0.0.1:6379/0, rediss://…, or redis+sentinel://host:26379/service",
+                ));
+            }
         }
     }
 
@@ -596,19 +656,30 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
     if ttl < Duration::from_secs(60) {
         return Err(ConfigError::invalid("session.ttl", "must be at least 1m"));
     }
+    let idle_timeout = raw.idle_timeout.map(|d| d.0);
+    if idle_timeout.is_some_and(|d| d < Duration::from_secs(60) || d > ttl) {
+        return Err(ConfigError::invalid("session.idle_timeout", "must be between 1m and session.ttl"));
+    }
+    let refresh_interval = raw.refresh_interval.map(|d| d.0);
+    if refresh_interval.is_some_and(|d| d < Duration::from_secs(10)) {
+        return Err(ConfigError::invalid("session.refresh_interval", "must be at least 10s"));
+    }
     let memory_max_sessions = raw.memory_max_sessions.unwrap_or(100_000);
     if memory_max_sessions == 0 {
         return Err(ConfigError::invalid("session.memory_max_sessions", "must be at least 1"));
     }
     Ok(SessionConfig {
         store: raw.store,
-        redis_url,
+        redis_urls,
+        redis_ca_file: raw.redis_ca_file,
         cookie_name,
         cookie_domain,
         cookie_secure: raw.cookie_secure.unwrap_or(true),
         keys,
         keys_generated,
         ttl,
+        idle_timeout,
+        refresh_interval,
         memory_max_sessions,
     })
 }

@@ -17,6 +17,7 @@ pub mod names;
 pub mod oidc;
 pub mod policy;
 pub mod redirect;
+pub mod refresh;
 pub mod server;
 pub mod session;
 

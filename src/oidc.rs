@@ -93,6 +93,17 @@ pub struct LogoutClaims {
 /// Oldest `iat` accepted on a logout token.
 pub const LOGOUT_TOKEN_MAX_AGE: Duration = Duration::from_secs(300);
 
+/// The result of a successful refresh.
+pub struct Refreshed {
+    pub id_token: Option<String>,
+    pub id_claims: Option<Claims>,
+    pub userinfo_claims: Option<Claims>,
+    pub access_token: String,
+    /// A rotated refresh token, when the provider sends one.
+    pub refresh_token: Option<String>,
+    pub expires_in: Option<Duration>,
+}
+
 /// What discovery found, and the client built from it.
 struct Provider {
     client: Client,
@@ -248,7 +259,7 @@ impl Oidc {
             .ok_or_else(|| OidcError::Invalid("the token response has no id_token".into()))?
             .clone();
         let nonce = Nonce::new(attempt.nonce.clone());
-        self.verify_id_token(&provider, &id_token, &nonce).await?;
+        self.verify_id_token(&provider, &id_token, Some(&nonce)).await?;
         let id_token_text = id_token.to_string();
         let id_claims = decode_payload(&id_token_text)?;
         self.check_extra_claims(&id_claims)?;
@@ -266,7 +277,51 @@ impl Oidc {
         })
     }
 
-    async fn verify_id_token(&self, provider: &Provider, token: &CoreIdToken, nonce: &Nonce) -> Result<(), OidcError> {
+    /// Uses a refresh token: new tokens, a verified ID token if the
+    /// provider sends one, and fresh userinfo claims.
+    pub async fn refresh(&self, refresh_token: &str, subject: &str) -> Result<Refreshed, OidcError> {
+        let provider = self.provider()?;
+        let response: CoreTokenResponse = provider
+            .client
+            .exchange_refresh_token(&openidconnect::RefreshToken::new(refresh_token.to_string()))
+            .map_err(|e| OidcError::Invalid(format!("token endpoint: {e}")))?
+            .request_async(&self.http)
+            .await
+            .map_err(describe_token_error)?;
+        let (id_token, id_claims) = match response.id_token() {
+            Some(token) => {
+                self.verify_id_token(&provider, token, None).await?;
+                let text = token.to_string();
+                let claims = decode_payload(&text)?;
+                self.check_extra_claims(&claims)?;
+                if claims.get("sub").and_then(|v| v.as_str()) != Some(subject) {
+                    return Err(OidcError::Invalid("the refreshed ID token is for another subject".into()));
+                }
+                (Some(text), Some(claims))
+            }
+            None => (None, None),
+        };
+        let access_token = response.access_token().clone();
+        let sub_claims = match &id_claims {
+            Some(c) => c.clone(),
+            None => {
+                let mut c = Claims::new();
+                c.insert("sub".into(), serde_json::Value::String(subject.to_string()));
+                c
+            }
+        };
+        let userinfo_claims = self.userinfo(&provider, &access_token, &sub_claims).await?;
+        Ok(Refreshed {
+            id_token,
+            id_claims,
+            userinfo_claims,
+            access_token: access_token.secret().clone(),
+            refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+            expires_in: response.expires_in(),
+        })
+    }
+
+    async fn verify_id_token(&self, provider: &Provider, token: &CoreIdToken, nonce: Option<&Nonce>) -> Result<(), OidcError> {
         match self.check_signature_and_claims(provider, token, nonce) {
             Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
                 // The provider may have rotated its keys: fetch the JWKS again, once.
@@ -284,7 +339,7 @@ impl Oidc {
         &self,
         provider: &Provider,
         token: &CoreIdToken,
-        nonce: &Nonce,
+        nonce: Option<&Nonce>,
     ) -> Result<(), ClaimsVerificationError> {
         let jwks = provider.jwks.read().unwrap().clone();
         let leeway = chrono::Duration::from_std(self.leeway).unwrap_or_default();
@@ -298,7 +353,14 @@ impl Oidc {
         .set_issue_time_verifier_fn(move |iat| {
             if iat > chrono::Utc::now() + leeway { Err(format!("issued in the future ({iat})")) } else { Ok(()) }
         });
-        token.claims(&verifier, nonce).map(|_| ())
+        // A refreshed ID token need not carry the login's nonce.
+        let expected = nonce.map(|n| n.secret().clone());
+        let check_nonce = move |got: Option<&Nonce>| match (&expected, got) {
+            (None, _) => Ok(()),
+            (Some(want), Some(got)) if want == got.secret() => Ok(()),
+            _ => Err("the nonce does not match".to_string()),
+        };
+        token.claims(&verifier, check_nonce).map(|_| ())
     }
 
     /// Fetches the JWKS again unless that was done moments ago. Returns

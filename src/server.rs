@@ -99,6 +99,12 @@ impl App {
     }
 }
 
+impl App {
+    fn upkeep(&self) -> crate::refresh::Upkeep<'_> {
+        crate::refresh::Upkeep { store: &self.store, oidc: &self.oidc, mapper: &self.mapper, config: &self.config.session }
+    }
+}
+
 /// Binds `config.listen` and serves until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let addr = config.listen.clone();
@@ -192,19 +198,26 @@ async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor) -> Response<
     if app.policy.bypasses(&info) {
         return text(StatusCode::OK, "");
     }
-    let session = match load_session(app, req.headers()).await {
-        Ok(Some((_, session))) => session,
+    let loaded = match load_session(app, req.headers()).await {
+        Ok(Some(loaded)) => loaded,
         Ok(None) => return signed_out(app, req, flavor, &original),
-        Err(_) => {
-            // Fail closed; the store logs the outage once.
-            return text(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n");
-        }
+        // Fail closed; the store logs the outage once.
+        Err(_) => return text(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n"),
+    };
+    let session = match app.upkeep().check(&loaded.id.store_key(), loaded.session).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return signed_out(app, req, flavor, &original),
+        Err(_) => return text(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n"),
     };
     match app.policy.decide(&info, &session.identity, &session.claims) {
         Decision::Allow { .. } => {
             let mut response = text(StatusCode::OK, "");
             app.headers.write(&session.identity, response.headers_mut());
             app.upstream.write(&session.identity.user, response.headers_mut());
+            if loaded.stale_key {
+                // Sealed with an older key: seal it again with the current one.
+                add_cookie(&mut response, &session_cookie(app, &app.sealer.seal(Purpose::Session, loaded.id.as_bytes())));
+            }
             response
         }
         Decision::Deny { reason, .. } => {
@@ -318,14 +331,22 @@ fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         })
 }
 
+/// A session found through the request's cookie.
+struct Loaded {
+    id: SessionId,
+    session: Arc<Session>,
+    /// The cookie was sealed with an older key.
+    stale_key: bool,
+}
+
 /// The signed-in session, if the cookie opens and the store knows it.
-async fn load_session(app: &App, headers: &HeaderMap) -> Result<Option<(SessionId, Arc<Session>)>, StoreError> {
+async fn load_session(app: &App, headers: &HeaderMap) -> Result<Option<Loaded>, StoreError> {
     for value in cookies(headers, &app.config.session.cookie_name) {
         let Some(opened) = app.sealer.open(Purpose::Session, value) else { continue };
         let Some(id) = SessionId::from_bytes(&opened.payload) else { continue };
         if let Some(session) = app.store.get(&id.store_key()).await? {
             if session.remaining().is_some() {
-                return Ok(Some((id, session)));
+                return Ok(Some(Loaded { id, session, stale_key: opened.stale_key }));
             }
         }
     }
@@ -538,7 +559,7 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
         }
     };
     let mut id_token = None;
-    if let Some((id, session)) = session {
+    if let Some(Loaded { id, session, .. }) = session {
         if let Err(e) = app.store.delete(&id.store_key()).await {
             tracing::error!(error = %e, "session could not be deleted at logout");
             let mut r = page(req, StatusCode::SERVICE_UNAVAILABLE, "Sign-out incomplete", "The session store is unavailable; please try again.");
@@ -625,8 +646,8 @@ async fn backchannel_logout(app: &App, req: Request<Incoming>) -> Response<Body>
 
 async fn userinfo(app: &App, req: &Request<Incoming>) -> Response<Body> {
     match load_session(app, req.headers()).await {
-        Ok(Some((_, session))) if app.config.debug_explain => debug_explain(app, req, &session),
-        Ok(Some((_, session))) => json(StatusCode::OK, &identity_json(&session.identity)),
+        Ok(Some(loaded)) if app.config.debug_explain => debug_explain(app, req, &loaded.session),
+        Ok(Some(loaded)) => json(StatusCode::OK, &identity_json(&loaded.session.identity)),
         Ok(None) => json(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": "not signed in"})),
         Err(_) => json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "session store unavailable"})),
     }

@@ -120,6 +120,15 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn update(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<bool, StoreError> {
+        use moka::ops::compute::{CompResult, Op};
+        let result = self.cache.entry(key.clone()).and_compute_with(|existing| match existing {
+            Some(_) => Op::Put(Entry { session, ttl }),
+            None => Op::Nop,
+        });
+        Ok(matches!(result, CompResult::ReplacedWith(_)))
+    }
+
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
         self.cache.invalidate(key);
         Ok(())
@@ -211,6 +220,20 @@ mod tests {
         store.delete(&b).await.unwrap();
         store.len();
         assert!(store.indexes.lock().unwrap().is_empty(), "index entries are dropped with their sessions: {:?}", store.indexes.lock().unwrap());
+    }
+
+    #[tokio::test]
+    async fn update_never_brings_back_a_deleted_session() {
+        let store = MemoryStore::new(10);
+        let key = SessionId::generate().store_key();
+        assert!(!store.update(&key, session("alice"), Duration::from_secs(60)).await.unwrap());
+        assert!(store.get(&key).await.unwrap().is_none());
+        store.put(&key, session("alice"), Duration::from_secs(60)).await.unwrap();
+        let mut changed = (*session("alice")).clone();
+        changed.last_seen = 42;
+        assert!(store.update(&key, Arc::new(changed), Duration::from_secs(60)).await.unwrap());
+        assert_eq!(store.get(&key).await.unwrap().unwrap().last_seen, 42);
+        assert_eq!(store.find(&Index::User("alice".into())).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

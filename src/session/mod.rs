@@ -165,6 +165,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Stores `session` (and its index entries); it expires by itself
     /// after `ttl`.
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError>;
+    /// Replaces a session only if it still exists, so a session ended
+    /// meanwhile (logout, revocation) is never brought back. `false` when
+    /// it was gone. Index entries are not touched: the identity it is filed
+    /// under must be unchanged.
+    async fn update(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<bool, StoreError>;
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
     /// The live sessions filed under `index`.
     async fn find(&self, index: &Index) -> Result<Vec<(StoreKey, Arc<Session>)>, StoreError>;
@@ -186,8 +191,12 @@ pub fn open_store(config: &crate::config::Config) -> Result<Arc<dyn SessionStore
     Ok(match config.session.store {
         crate::config::StoreKind::Memory => Arc::new(memory::MemoryStore::new(config.session.memory_max_sessions)),
         crate::config::StoreKind::Redis => {
-            let url = config.session.redis_url.as_ref().map(|s| s.expose()).unwrap_or_default();
-            Arc::new(redis::RedisStore::new(url, REDIS_TIMEOUT, config.session.ttl)?)
+            Arc::new(redis::RedisStore::new(&redis::RedisOptions {
+                urls: config.session.redis_urls.iter().map(|s| s.expose().to_string()).collect(),
+                ca_file: config.session.redis_ca_file.clone(),
+                timeout: REDIS_TIMEOUT,
+                index_ttl: config.session.ttl,
+            })?)
         }
     })
 }

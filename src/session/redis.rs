@@ -1,17 +1,30 @@
 //! Sessions in Redis, shared by every portcullis instance that points at it.
 //!
-//! Uses the `redis` crate's [`ConnectionManager`], created lazily and
-//! reconnecting by itself, with a timeout on every call. Each session is one
-//! key (`portcullis:session:<hash of the ID>`) holding JSON, with a Redis TTL
-//! so it expires by itself. An outage is logged once when it starts and once
-//! when it ends, not per request.
+//! Three ways to reach Redis, all with a timeout on every call and
+//! reconnecting by themselves:
+//! - one node (`redis://`, `rediss://` for TLS): the `redis` crate's
+//!   [`ConnectionManager`], created lazily;
+//! - Redis Sentinel (`redis+sentinel://host:26379,host2:26379/service`):
+//!   the current primary is asked of the sentinels, and asked again after
+//!   any failed call, so a failover is followed within a call or two;
+//! - Redis Cluster (a list of node URLs): the crate's cluster connection,
+//!   which follows slot moves itself.
+//!
+//! Each session is one key (`portcullis:session:<hash of the ID>`) holding
+//! JSON, with a Redis TTL so it expires by itself. An outage is logged once
+//! when it starts and once when it ends, not per request.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{Cmd, ConnectionAddr, Pipeline, RedisFuture, TlsCertificates, TlsMode, Value};
+use tokio::sync::{Mutex, RwLock};
 
 use super::{Index, Session, SessionStore, StoreError, StoreKey};
 
@@ -19,29 +32,110 @@ const PREFIX: &str = "portcullis:session:";
 const INDEX_PREFIX: &str = "portcullis:index:";
 const MARKER_PREFIX: &str = "portcullis:marker:";
 
+/// Where Redis is and how to talk to it.
+#[derive(Clone)]
+pub struct RedisOptions {
+    /// One URL (a node or `redis+sentinel://`), or several cluster nodes.
+    pub urls: Vec<String>,
+    /// A PEM CA bundle to trust for `rediss://` instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Timeout on every call.
+    pub timeout: Duration,
+    /// The longest a session can live (`session.ttl`).
+    pub index_ttl: Duration,
+}
+
+/// A connection of any kind, usable for commands.
+#[derive(Clone)]
+enum Conn {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Node(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(&'a mut self, cmd: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Node(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Node(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+enum Target {
+    Node(ConnectionManager),
+    Cluster(redis::cluster::ClusterClient, RwLock<Option<ClusterConnection>>),
+    Sentinel(Mutex<SentinelClient>, RwLock<Option<ConnectionManager>>),
+}
+
 /// Sessions in Redis.
 pub struct RedisStore {
-    manager: ConnectionManager,
+    target: Target,
     timeout: Duration,
     index_ttl: Duration,
     down: AtomicBool,
 }
 
+fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
 impl RedisStore {
     /// Prepares the store; no connection is made until the first call, so
     /// portcullis starts even while Redis is down.
-    /// `index_ttl` is the longest a session can live (`session.ttl`).
-    pub fn new(url: &str, timeout: Duration, index_ttl: Duration) -> Result<RedisStore, StoreError> {
-        // Never include the URL in errors: it may carry a password.
-        let client = redis::Client::open(url).map_err(|_| StoreError::Unavailable("invalid Redis URL".into()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::Unavailable(describe(&e)))?;
-        Ok(RedisStore { manager, timeout, index_ttl, down: AtomicBool::new(false) })
+    pub fn new(options: &RedisOptions) -> Result<RedisStore, StoreError> {
+        // Never include a URL in errors: it may carry a password.
+        let invalid = |what: &str| StoreError::Unavailable(format!("invalid Redis configuration: {what}"));
+        let certs = match &options.ca_file {
+            Some(path) => Some(TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| invalid(&format!("cannot read {}: {e}", path.display())))?),
+            }),
+            None => None,
+        };
+        let target = match options.urls.as_slice() {
+            [] => return Err(invalid("no URL")),
+            [one] if one.starts_with("redis+sentinel://") || one.starts_with("rediss+sentinel://") => {
+                let spec = SentinelUrl::parse(one).map_err(|e| invalid(e))?;
+                Target::Sentinel(Mutex::new(spec.client(certs)?), RwLock::new(None))
+            }
+            [one] => {
+                let client = match certs {
+                    Some(c) => redis::Client::build_with_tls(one.as_str(), c),
+                    None => redis::Client::open(one.as_str()),
+                }
+                .map_err(|_| invalid("not a Redis URL"))?;
+                let manager = ConnectionManager::new_lazy_with_config(client, manager_config(options.timeout))
+                    .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+                Target::Node(manager)
+            }
+            nodes => {
+                let mut builder = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+                    .connection_timeout(options.timeout)
+                    .response_timeout(options.timeout)
+                    .retries(2);
+                if let Some(c) = certs {
+                    builder = builder.certs(c);
+                }
+                Target::Cluster(builder.build().map_err(|_| invalid("not a list of Redis cluster node URLs"))?, RwLock::new(None))
+            }
+        };
+        Ok(RedisStore { target, timeout: options.timeout, index_ttl: options.index_ttl, down: AtomicBool::new(false) })
     }
 
     fn redis_key(key: &StoreKey) -> String {
@@ -49,6 +143,51 @@ impl RedisStore {
         k.push_str(PREFIX);
         k.push_str(key.as_str());
         k
+    }
+
+    /// A connection, made (or, for Sentinel, looked up) when needed.
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        match &self.target {
+            Target::Node(m) => Ok(Conn::Node(m.clone())),
+            Target::Cluster(client, cached) => {
+                if let Some(c) = cached.read().await.as_ref() {
+                    return Ok(Conn::Cluster(c.clone()));
+                }
+                let made = self.call(client.get_async_connection()).await?;
+                *cached.write().await = Some(made.clone());
+                Ok(Conn::Cluster(made))
+            }
+            Target::Sentinel(sentinel, cached) => {
+                if let Some(m) = cached.read().await.as_ref() {
+                    return Ok(Conn::Node(m.clone()));
+                }
+                let mut sentinel = sentinel.lock().await;
+                if let Some(m) = cached.read().await.as_ref() {
+                    return Ok(Conn::Node(m.clone()));
+                }
+                let client = self.call(sentinel.async_get_client()).await?;
+                let manager = ConnectionManager::new_lazy_with_config(client, manager_config(self.timeout))
+                    .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+                *cached.write().await = Some(manager.clone());
+                Ok(Conn::Node(manager))
+            }
+        }
+    }
+
+    /// Runs a pipeline of writes in one round trip; on a cluster, whose
+    /// keys live on different nodes, as separate commands sent at once.
+    async fn run(&self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        match &mut conn {
+            Conn::Node(_) => self.call(pipe.query_async::<()>(&mut conn)).await,
+            Conn::Cluster(cluster) => {
+                let sends = pipe.cmd_iter().map(|cmd| {
+                    let mut c = cluster.clone();
+                    async move { cmd.query_async::<Value>(&mut c).await.map(|_| ()) }
+                });
+                self.call(futures_util::future::try_join_all(sends)).await.map(|_| ())
+            }
+        }
     }
 
     /// Runs one call with the timeout, and keeps track of outages.
@@ -68,12 +207,100 @@ impl RedisStore {
                 }
             }
             Err(e) => {
+                if let Target::Sentinel(_, cached) = &self.target {
+                    // The primary may have changed: ask the sentinels again.
+                    if let Ok(mut c) = cached.try_write() {
+                        *c = None;
+                    }
+                }
                 if !self.down.swap(true, Ordering::Relaxed) {
                     tracing::error!(event = "store_down", error = %e, "redis session store is unreachable; verify fails closed until it returns");
                 }
             }
         }
         result
+    }
+}
+
+/// A `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/service[/db]`
+/// URL (`rediss+sentinel://` for TLS to the sentinels and the nodes). The
+/// credentials are those of the Redis nodes; sentinels are reached without.
+#[derive(Debug, PartialEq, Eq)]
+struct SentinelUrl {
+    tls: bool,
+    sentinels: Vec<(String, u16)>,
+    service: String,
+    db: i64,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl SentinelUrl {
+    fn parse(url: &str) -> Result<SentinelUrl, &'static str> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("rediss+sentinel://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("redis+sentinel://") {
+            (false, r)
+        } else {
+            return Err("not a redis+sentinel:// URL");
+        };
+        let (authority, path) = rest.split_once('/').ok_or("a sentinel URL needs /service_name after the hosts")?;
+        let (auth, hosts) = match authority.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, authority),
+        };
+        let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        let (username, password) = match auth {
+            None => (None, None),
+            Some(a) => match a.split_once(':') {
+                Some((u, p)) => ((!u.is_empty()).then(|| decode(u)).flatten(), decode(p)),
+                None => (decode(a), None),
+            },
+        };
+        let mut sentinels = Vec::new();
+        for h in hosts.split(',').filter(|h| !h.is_empty()) {
+            let (host, port) = match h.rsplit_once(':') {
+                Some((host, port)) => (host, port.parse().map_err(|_| "a sentinel port is not a number")?),
+                None => (h, 26379),
+            };
+            sentinels.push((host.trim_start_matches('[').trim_end_matches(']').to_string(), port));
+        }
+        if sentinels.is_empty() {
+            return Err("a sentinel URL needs at least one host");
+        }
+        let mut parts = path.split('/').filter(|p| !p.is_empty());
+        let service = parts.next().ok_or("a sentinel URL needs /service_name after the hosts")?.to_string();
+        let db = match parts.next() {
+            Some(d) => d.parse().map_err(|_| "the database in a sentinel URL is not a number")?,
+            None => 0,
+        };
+        Ok(SentinelUrl { tls, sentinels, service, db, username, password })
+    }
+
+    fn client(&self, certs: Option<TlsCertificates>) -> Result<SentinelClient, StoreError> {
+        let addrs = self.sentinels.iter().map(|(host, port)| {
+            if self.tls {
+                ConnectionAddr::TcpTls { host: host.clone(), port: *port, insecure: false, tls_params: None }
+            } else {
+                ConnectionAddr::Tcp(host.clone(), *port)
+            }
+        });
+        let mut b = SentinelClientBuilder::new(addrs, &self.service, SentinelServerType::Master)
+            .map_err(|e| StoreError::Unavailable(describe(&e)))?
+            .set_client_to_redis_db(self.db);
+        if let Some(u) = &self.username {
+            b = b.set_client_to_redis_username(u);
+        }
+        if let Some(p) = &self.password {
+            b = b.set_client_to_redis_password(p);
+        }
+        if self.tls {
+            b = b.set_client_to_redis_tls_mode(TlsMode::Secure).set_client_to_sentinel_tls_mode(TlsMode::Secure);
+            if let Some(c) = certs {
+                b = b.set_client_to_redis_certificates(c.clone()).set_client_to_sentinel_certificates(c);
+            }
+        }
+        b.build().map_err(|e| StoreError::Unavailable(describe(&e)))
     }
 }
 
@@ -97,7 +324,7 @@ fn describe(e: &redis::RedisError) -> String {
 #[async_trait::async_trait]
 impl SessionStore for RedisStore {
     async fn get(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
-        let mut conn = self.manager.clone();
+        let mut conn = self.conn().await?;
         let raw: Option<Vec<u8>> = self.call(conn.get(Self::redis_key(key))).await?;
         match raw {
             None => Ok(None),
@@ -120,8 +347,17 @@ impl SessionStore for RedisStore {
             pipe.sadd(&name, key.as_str()).ignore();
             pipe.expire(&name, self.index_ttl.as_secs().max(secs) as i64).ignore();
         }
-        let mut conn = self.manager.clone();
-        self.call(pipe.query_async::<()>(&mut conn)).await
+        self.run(&pipe).await
+    }
+
+    async fn update(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<bool, StoreError> {
+        let bytes = serde_json::to_vec(&*session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn().await?;
+        let secs = ttl.as_secs().max(1);
+        let set: Option<String> = self
+            .call(redis::cmd("SET").arg(Self::redis_key(key)).arg(bytes).arg("XX").arg("EX").arg(secs).query_async(&mut conn))
+            .await?;
+        Ok(set.is_some())
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
@@ -131,13 +367,12 @@ impl SessionStore for RedisStore {
         for index in session.iter().flat_map(|s| s.indexes()) {
             pipe.srem(index_key(&index), key.as_str()).ignore();
         }
-        let mut conn = self.manager.clone();
-        self.call(pipe.query_async::<()>(&mut conn)).await
+        self.run(&pipe).await
     }
 
     async fn find(&self, index: &Index) -> Result<Vec<(StoreKey, Arc<Session>)>, StoreError> {
         let name = index_key(index);
-        let mut conn = self.manager.clone();
+        let mut conn = self.conn().await?;
         let members: Vec<String> = self.call(conn.smembers(&name)).await?;
         let mut found = Vec::new();
         let mut stale = Vec::new();
@@ -155,7 +390,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let mut conn = self.manager.clone();
+        let mut conn = self.conn().await?;
         let ms = ttl.as_millis().max(1) as u64;
         let set: Option<String> = self
             .call(redis::cmd("SET").arg(format!("{MARKER_PREFIX}{name}")).arg(1).arg("NX").arg("PX").arg(ms).query_async(&mut conn))
@@ -164,12 +399,39 @@ impl SessionStore for RedisStore {
     }
 
     async fn release(&self, name: &str) -> Result<(), StoreError> {
-        let mut conn = self.manager.clone();
+        let mut conn = self.conn().await?;
         self.call(conn.del::<_, ()>(format!("{MARKER_PREFIX}{name}"))).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.manager.clone();
+        let mut conn = self.conn().await?;
         self.call(redis::cmd("PING").query_async::<String>(&mut conn)).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_urls_parse() {
+        let u = SentinelUrl::parse("redis+sentinel://:p%40ss@10.0.0.1:26379,10.0.0.2,[::1]:5000/mymaster/2").unwrap();
+        assert_eq!(
+            u,
+            SentinelUrl {
+                tls: false,
+                sentinels: vec![("10.0.0.1".into(), 26379), ("10.0.0.2".into(), 26379), ("::1".into(), 5000)],
+                service: "mymaster".into(),
+                db: 2,
+                username: None,
+                password: Some("p@ss".into()),
+            }
+        );
+        let u = SentinelUrl::parse("rediss+sentinel://app:pw@s1:1/svc").unwrap();
+        assert!(u.tls);
+        assert_eq!((u.username.as_deref(), u.password.as_deref(), u.db), (Some("app"), Some("pw"), 0));
+        for bad in ["redis+sentinel://", "redis+sentinel://h:1", "redis+sentinel://h:x/svc", "redis://h/svc", "redis+sentinel://h/svc/db"] {
+            assert!(SentinelUrl::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -112,6 +112,8 @@ struct State {
     published_keys: Vec<usize>,
     authorize_error: Option<String>,
     counter: u64,
+    expires_in: u64,
+    refuse_refresh: bool,
 }
 
 /// The mock provider.
@@ -140,6 +142,7 @@ impl Idp {
             userinfo_extra: json!({}),
             signing_key: 0,
             published_keys: vec![0],
+            expires_in: 300,
             ..Default::default()
         }));
         let idp = Idp { server, issuer, state };
@@ -177,6 +180,26 @@ impl Idp {
 
     pub fn publish(&self, keys: &[usize]) {
         self.state.lock().unwrap().published_keys = keys.to_vec();
+    }
+
+    /// Lifetime of the access tokens issued from now on.
+    pub fn set_expires_in(&self, secs: u64) {
+        self.state.lock().unwrap().expires_in = secs;
+    }
+
+    /// Makes every refresh from now on fail with `invalid_grant` (the user
+    /// was disabled, or the refresh token revoked).
+    pub fn refuse_refresh(&self) {
+        self.state.lock().unwrap().refuse_refresh = true;
+    }
+
+    /// How many refresh-token grants the token endpoint received.
+    pub async fn refresh_count(&self) -> usize {
+        self.requests_to("/token")
+            .await
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains("grant_type=refresh_token"))
+            .count()
     }
 
     /// Makes `/authorize` answer with `error=...` instead of a code.
@@ -355,6 +378,9 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
             (pending.claims, pending.nonce)
         }
         Some("refresh_token") => {
+            if s.refuse_refresh {
+                return token_error(400, "invalid_grant");
+            }
             let Some(claims) = f.get("refresh_token").and_then(|t| s.refresh_tokens.remove(t)) else {
                 return token_error(400, "invalid_grant");
             };
@@ -410,7 +436,7 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
     ResponseTemplate::new(200).set_body_json(json!({
         "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": 300,
+        "expires_in": s.expires_in,
         "refresh_token": refresh_token,
         "id_token": id_token,
     }))

@@ -1,10 +1,13 @@
 //! Shared helpers for the integration tests: a mock identity provider,
-//! the portcullis binary, real Redis, and a browser-like HTTP client.
+//! the portcullis binary, real Redis, real NGINX and Caddy with an echoing
+//! app behind them, and a browser-like HTTP client.
 #![allow(dead_code)]
 
 pub mod idp;
+pub mod proxy;
 pub mod redis;
 pub mod service;
+pub mod upstream;
 
 use std::time::Duration;
 

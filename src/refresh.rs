@@ -1,0 +1,212 @@
+//! Keeping a session current while it is used: idle timeout, "last seen",
+//! and renewing tokens and identity with the refresh token.
+//!
+//! Called on the verify path after the one store read. Most verifies do
+//! nothing here. A refresh happens when the access token nears its expiry
+//! or `session.refresh_interval` has passed; only one instance refreshes a
+//! given session at a time (a marker in the shared store), the others keep
+//! answering from the session as it is. A refused refresh ends the session;
+//! an unreachable provider leaves it as it is and is tried again later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::SessionConfig;
+use crate::identity::{Mapper, merge_claims};
+use crate::oidc::{Oidc, OidcError};
+use crate::session::{Session, SessionStore, StoreError, StoreKey, unix_now};
+
+/// How long one instance holds the right to refresh a session; also the
+/// pause before trying again after the provider could not be reached, and
+/// the least time between two refreshes of one session.
+const REFRESH_CLAIM: Duration = Duration::from_secs(30);
+/// "Last seen" is written at most this often (or a tenth of the idle
+/// timeout, when that is shorter).
+const TOUCH_INTERVAL: Duration = Duration::from_secs(300);
+/// Refresh this long before the access token expires (at most half its life).
+const REFRESH_MARGIN: u64 = 60;
+
+/// What a session's upkeep needs.
+pub struct Upkeep<'a> {
+    pub store: &'a Arc<dyn SessionStore>,
+    pub oidc: &'a Oidc,
+    pub mapper: &'a Mapper,
+    pub config: &'a SessionConfig,
+}
+
+impl Upkeep<'_> {
+    /// The session to answer with, or `None` when it has ended.
+    pub async fn check(&self, key: &StoreKey, session: Arc<Session>) -> Result<Option<Arc<Session>>, StoreError> {
+        let now = unix_now();
+        if let Some(idle) = self.config.idle_timeout {
+            if session.last_seen.max(session.created_at) + idle.as_secs() <= now {
+                self.store.delete(key).await?;
+                tracing::info!(event = "session_ended", reason = "idle timeout", user = %session.identity.user, subject = %session.identity.subject, "session ended");
+                return Ok(None);
+            }
+        }
+        if self.refresh_due(&session, now) && self.store.claim(&claim_name(key), REFRESH_CLAIM).await? {
+            return self.refresh(key, session).await;
+        }
+        let touch = match self.config.idle_timeout {
+            Some(idle) => TOUCH_INTERVAL.min(idle / 10),
+            None => TOUCH_INTERVAL,
+        };
+        if now.saturating_sub(session.last_seen) >= touch.as_secs() {
+            // Off the request's path: the answer does not wait for the write.
+            let store = Arc::clone(self.store);
+            let key = key.clone();
+            let mut touched = (*session).clone();
+            touched.last_seen = now;
+            if let Some(ttl) = touched.remaining() {
+                tokio::spawn(async move {
+                    let _ = store.update(&key, Arc::new(touched), ttl).await;
+                });
+            }
+        }
+        Ok(Some(session))
+    }
+
+    fn refresh_due(&self, s: &Session, now: u64) -> bool {
+        if s.refresh_token.is_none() {
+            return false;
+        }
+        if let Some(expires) = s.access_expires_at {
+            let margin = REFRESH_MARGIN.min(expires.saturating_sub(s.refreshed_at) / 2);
+            if now + margin >= expires {
+                return true;
+            }
+        }
+        self.config.refresh_interval.is_some_and(|every| now >= s.refreshed_at + every.as_secs())
+    }
+
+    async fn refresh(&self, key: &StoreKey, session: Arc<Session>) -> Result<Option<Arc<Session>>, StoreError> {
+        // Another instance may have refreshed between our read and our claim.
+        let Some(current) = self.store.get(key).await? else { return Ok(None) };
+        if current.refreshed_at != session.refreshed_at {
+            return Ok(Some(current));
+        }
+        let refresh_token = session.refresh_token.clone().unwrap_or_default();
+        let user = &session.identity.user;
+        let subject = &session.identity.subject;
+        let refreshed = match self.oidc.refresh(&refresh_token, subject).await {
+            Ok(r) => r,
+            Err(e @ (OidcError::Unreachable(_) | OidcError::NotReady(_))) => {
+                // Keep the session; the claim makes the next try wait.
+                tracing::warn!(error = %e, user = %user, "session refresh postponed: provider unreachable");
+                return Ok(Some(session));
+            }
+            Err(e) => {
+                self.store.delete(key).await?;
+                let _ = self.store.release(&claim_name(key)).await;
+                tracing::info!(event = "session_ended", reason = %format!("refresh refused: {e}"), user = %user, subject = %subject, "session ended");
+                return Ok(None);
+            }
+        };
+        let fresh: Vec<&crate::identity::Claims> =
+            refreshed.id_claims.iter().chain(refreshed.userinfo_claims.iter()).collect();
+        let (claims, identity) = if fresh.is_empty() {
+            (session.claims.clone(), session.identity.clone())
+        } else {
+            let claims = merge_claims(&fresh);
+            match self.mapper.map(&claims) {
+                Ok(identity) => (claims, identity),
+                Err(refusal) => {
+                    self.store.delete(key).await?;
+                    let _ = self.store.release(&claim_name(key)).await;
+                    tracing::info!(event = "session_ended", reason = %format!("no longer allowed: {refusal}"), user = %user, subject = %subject, "session ended");
+                    return Ok(None);
+                }
+            }
+        };
+        let now = unix_now();
+        let updated = Session {
+            identity,
+            claims,
+            id_token: refreshed.id_token.or_else(|| session.id_token.clone()),
+            access_token: Some(refreshed.access_token),
+            // A rotated refresh token replaces the old one before anything
+            // else uses it.
+            refresh_token: refreshed.refresh_token.or(Some(refresh_token)),
+            access_expires_at: refreshed.expires_in.map(|d| now + d.as_secs()),
+            sid: session.sid.clone(),
+            created_at: session.created_at,
+            expires_at: session.expires_at,
+            last_seen: now,
+            refreshed_at: now,
+        };
+        let Some(ttl) = updated.remaining() else { return Ok(None) };
+        let reindex = updated.indexes() != session.indexes();
+        let updated = Arc::new(updated);
+        if reindex {
+            self.store.put(key, Arc::clone(&updated), ttl).await?;
+        } else if !self.store.update(key, Arc::clone(&updated), ttl).await? {
+            // Ended (logout, revocation) while we refreshed.
+            return Ok(None);
+        }
+        // The claim is kept until it expires: a verify that read the session
+        // before this write must not refresh again with the old token.
+        tracing::info!(event = "session_refreshed", user = %updated.identity.user, subject = %updated.identity.subject, "session refreshed");
+        Ok(Some(updated))
+    }
+}
+
+fn claim_name(key: &StoreKey) -> String {
+    format!("refresh:{}", key.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::identity::Identity;
+    use crate::session::SessionId;
+    use crate::session::memory::MemoryStore;
+
+    fn config(extra: &str) -> Config {
+        Config::from_toml_str(&format!(
+            "public_url = \"https://auth.example.com\"\n[oidc]\nissuer = \"https://id.example.com\"\n\
+             client_id = \"c\"\nclient_secret = \"s\"\n[session]\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    fn session(last_seen: u64) -> Arc<Session> {
+        let now = unix_now();
+        Arc::new(Session {
+            identity: Identity { user: "alice".into(), person: "alice".into(), ..Default::default() },
+            claims: Default::default(),
+            id_token: None,
+            access_token: None,
+            refresh_token: None,
+            access_expires_at: None,
+            sid: None,
+            created_at: now - 7200,
+            expires_at: now + 3600,
+            last_seen,
+            refreshed_at: now - 7200,
+        })
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_end_and_active_ones_are_touched() {
+        let config = config("idle_timeout = \"30m\"");
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(10));
+        let oidc = Oidc::new(&config);
+        let mapper = Mapper::new(&config).unwrap();
+        let upkeep = Upkeep { store: &store, oidc: &oidc, mapper: &mapper, config: &config.session };
+        let now = unix_now();
+
+        let idle = SessionId::generate().store_key();
+        store.put(&idle, session(now - 1900), Duration::from_secs(3600)).await.unwrap();
+        assert!(upkeep.check(&idle, session(now - 1900)).await.unwrap().is_none());
+        assert!(store.get(&idle).await.unwrap().is_none(), "an idle session is deleted");
+
+        let active = SessionId::generate().store_key();
+        store.put(&active, session(now - 600), Duration::from_secs(3600)).await.unwrap();
+        assert!(upkeep.check(&active, session(now - 600)).await.unwrap().is_some());
+        // Last seen more than a tenth of the idle timeout ago: written anew.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(store.get(&active).await.unwrap().unwrap().last_seen >= now);
+    }
+}
