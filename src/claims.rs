@@ -178,6 +178,11 @@ pub fn merge_sources(order: &[ClaimSource], id_token: &Claims, others: &[(ClaimS
     merged
 }
 
+/// Only the protocol claims of `claims` (`sub`, `iss`, `aud`, ...).
+pub fn protocol_claims(claims: &Claims) -> Claims {
+    claims.iter().filter(|(k, _)| PROTOCOL_CLAIMS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// The payload of an access token when it is a JWT (`header.payload.sig`
 /// with a JSON header naming an `alg`); `None` for an opaque token. The
 /// signature is not checked: see the module documentation.
@@ -278,6 +283,7 @@ mod tests {
         // A source missing from `order` is not read.
         let m = merge_sources(&[ClaimSource::IdToken], &id, &[(ClaimSource::AccessToken, &at)], &[]);
         assert!(!m.contains_key("scp"));
+        assert_eq!(protocol_claims(&at), obj(json!({"sub": "other", "aud": "api", "sid": "s"})));
     }
 
     #[test]

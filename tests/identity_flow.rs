@@ -293,3 +293,27 @@ async fn explain_agrees_with_verify_and_userinfo() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_refresh_merges_claims_as_the_login_did() {
+    // Auth0-style URL-keyed groups, part in the ID token, part in userinfo:
+    // the login unites them, and so must every refresh.
+    let idp = Idp::start().await;
+    idp.set_expires_in(2);
+    idp.set_user(json!({"sub": "u-dave", "preferred_username": "dave", "https://example.com/groups": ["staff"]}));
+    idp.set_userinfo_extra(json!({"https://example.com/groups": ["guests"]}));
+    let toml = format!("{}\n[identity]\ngroups_claim = \"https://example.com/groups\"\n", local_toml(&idp));
+    let svc = Service::start(&toml).await;
+    svc.wait_ready().await;
+    let client = browser();
+    let home = format!("{}/", svc.url);
+    assert_eq!(login(&client, &svc.url, &home).await.status(), 302);
+    assert_eq!(verify(&client, &svc.url, &home).await.headers()["remote-groups"], "staff,guests");
+    // Refresh starts when half of the 2 s access-token life is left.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!(r.status(), 200);
+    assert!(svc.wait_for_log("session_refreshed", std::time::Duration::from_secs(2)).await, "{}", svc.logs());
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!(r.headers()["remote-groups"], "staff,guests", "{}", svc.logs());
+}
