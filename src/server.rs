@@ -670,7 +670,7 @@ fn debug_explain(app: &App, req: &Request<Incoming>, session: &Session) -> Respo
     let mut body = identity_json(&session.identity);
     body["explain"] = explanation.to_json(&app.config);
     if explanation.mapping.result.as_ref().ok() != Some(&session.identity) {
-        body["note"] = "this session was mapped under an earlier configuration; verify uses the session's identity until you sign in again".into();
+        body["note"] = "this session was mapped under an earlier configuration; verify uses the session's identity until the next sign-in or token refresh".into();
     }
     json(StatusCode::OK, &body)
 }
