@@ -18,6 +18,7 @@ pub mod oidc;
 pub mod policy;
 pub mod redirect;
 pub mod refresh;
+pub mod request;
 pub mod server;
 pub mod session;
 

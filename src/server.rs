@@ -29,6 +29,7 @@ use crate::identity::{Identity, Mapper};
 use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
 use crate::policy::{Decision, Policy, RequestInfo};
 use crate::redirect::Redirects;
+use crate::request::{Flavor, client_ip, cookie_pairs, cookies, original_method, original_url, request_base, wants_html};
 use crate::session::cookie::{Purpose, Sealer};
 use crate::session::{Index, Session, SessionId, SessionStore, StoreError, unix_now};
 
@@ -176,20 +177,12 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     response
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Flavor {
-    /// NGINX `auth_request`: 401 when signed out.
-    Nginx,
-    /// Caddy `forward_auth` / Traefik ForwardAuth: browsers are redirected.
-    Forward,
-}
-
 async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor) -> Response<Body> {
-    let original = match original_url(app, req.headers(), flavor) {
+    let original = match original_url(req.headers(), flavor, app.config.public_url.scheme()) {
         Ok(u) => u,
         Err(reason) => return page(req, StatusCode::BAD_REQUEST, "Bad request", reason),
     };
-    let method = original_method(req, flavor);
+    let method = original_method(req.headers(), req.method(), flavor);
     let info = RequestInfo {
         host: original.host_str().unwrap_or_default().to_ascii_lowercase(),
         path: original.path().to_string(),
@@ -246,91 +239,6 @@ fn signed_out(app: &App, req: &Request<Incoming>, flavor: Flavor, original: &Url
     r
 }
 
-/// The original request's URL, from `X-Original-URL` or `X-Forwarded-*`.
-fn original_url(app: &App, headers: &HeaderMap, flavor: Flavor) -> Result<Url, &'static str> {
-    if flavor == Flavor::Nginx {
-        if let Some(v) = headers.get("x-original-url") {
-            let text = v.to_str().map_err(|_| "X-Original-URL is not valid text")?;
-            let url = Url::parse(text).map_err(|_| "X-Original-URL is not an absolute URL")?;
-            if url.scheme() != "http" && url.scheme() != "https" || url.host_str().is_none() {
-                return Err("X-Original-URL must be an http(s) URL with a host");
-            }
-            return Ok(url);
-        }
-    }
-    let proto = match header_str(headers, "x-forwarded-proto")? {
-        Some(p) => {
-            let p = p.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
-            if p != "http" && p != "https" {
-                return Err("X-Forwarded-Proto must be http or https");
-            }
-            p
-        }
-        None => app.config.public_url.scheme().to_string(),
-    };
-    let host = match header_str(headers, "x-forwarded-host")? {
-        Some(h) => h.split(',').next().unwrap_or("").trim(),
-        None => header_str(headers, "host")?.ok_or("no X-Forwarded-Host or Host header")?,
-    };
-    if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
-        return Err("X-Forwarded-Host is not a host");
-    }
-    let uri = header_str(headers, "x-forwarded-uri")?.unwrap_or("/");
-    if !uri.starts_with('/') || uri.starts_with("//") {
-        return Err("X-Forwarded-Uri must be a path starting with a single /");
-    }
-    let url = Url::parse(&format!("{proto}://{host}{uri}")).map_err(|_| "X-Forwarded-Host/Uri do not form a URL")?;
-    if url.host_str().is_none() {
-        return Err("X-Forwarded-Host is not a host");
-    }
-    Ok(url)
-}
-
-fn original_method(req: &Request<Incoming>, flavor: Flavor) -> String {
-    let names: &[&str] = match flavor {
-        Flavor::Nginx => &["x-original-method", "x-forwarded-method"],
-        Flavor::Forward => &["x-forwarded-method"],
-    };
-    names
-        .iter()
-        .find_map(|n| req.headers().get(*n).and_then(|v| v.to_str().ok()))
-        .map(|m| m.trim().to_ascii_uppercase())
-        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()))
-        .unwrap_or_else(|| req.method().as_str().to_string())
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, &'static str> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => v.to_str().map(|s| Some(s.trim())).map_err(|_| "a forwarded header is not valid text"),
-    }
-}
-
-fn wants_html(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/html"))
-}
-
-/// Values of the cookies called `name`.
-fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    cookie_pairs(headers).filter(move |(n, _)| *n == name).map(|(_, v)| v)
-}
-
-fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (n, v) = pair.trim().split_once('=')?;
-            Some((n.trim(), v.trim().trim_matches('"')))
-        })
-}
-
 /// A session found through the request's cookie.
 struct Loaded {
     id: SessionId,
@@ -353,25 +261,6 @@ async fn load_session(app: &App, headers: &HeaderMap) -> Result<Option<Loaded>, 
     Ok(None)
 }
 
-/// The original request's scheme and host, as the browser sees it.
-fn request_base(app: &App, headers: &HeaderMap) -> Option<Url> {
-    let proto = header_str(headers, "x-forwarded-proto")
-        .ok()
-        .flatten()
-        .map(|p| p.split(',').next().unwrap_or("").trim().to_ascii_lowercase())
-        .filter(|p| p == "http" || p == "https")
-        .unwrap_or_else(|| app.config.public_url.scheme().to_string());
-    let host = header_str(headers, "x-forwarded-host")
-        .ok()
-        .flatten()
-        .map(|h| h.split(',').next().unwrap_or("").trim())
-        .or_else(|| header_str(headers, "host").ok().flatten())?;
-    if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
-        return None;
-    }
-    Url::parse(&format!("{proto}://{host}/")).ok()
-}
-
 fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
     url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
         .find(|(k, _)| k == name)
@@ -381,7 +270,7 @@ fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
 /// Validates the `rd` parameter; without one, the original host's root, or
 /// `public_url` when that host is not allowed.
 fn return_url(app: &App, req: &Request<Incoming>) -> Result<Url, String> {
-    let base = request_base(app, req.headers());
+    let base = request_base(req.headers(), app.config.public_url.scheme());
     match query_param(req, "rd") {
         Some(rd) => app.redirects.validate(&rd, base.as_ref()).map_err(|e| e.to_string()),
         None => Ok(base
@@ -701,19 +590,6 @@ async fn readyz(app: &App) -> Response<Body> {
     } else {
         json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"ready": false, "problems": problems}))
     }
-}
-
-/// The client's address as the proxy reports it, else the peer's.
-fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> String {
-    headers
-        .get("x-real-ip")
-        .or_else(|| headers.get("x-forwarded-for"))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| peer.ip().to_string())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -94,3 +94,66 @@ async fn cluster_spreads_sessions_and_all_flows_work() {
     assert_eq!(verify(&clients[3], &svc.url, &home).await.status(), 401);
     assert_eq!(verify(&clients[4], &svc.url, &home).await.status(), 200);
 }
+
+/// Makes a CA and a certificate for 127.0.0.1 with the openssl command.
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=portcullis-test-ca"]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost"]);
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    run(&["x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext"]);
+}
+
+#[tokio::test]
+async fn tls_with_an_acl_user() {
+    if !common::have_binary("redis-server") || !common::have_binary("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let port = common::free_port();
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let _redis = common::redis::Proc::start(
+        port,
+        [
+            "--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "",
+            "--tls-cert-file", &p("srv.pem"), "--tls-key-file", &p("srv.key"), "--tls-ca-cert-file", &p("ca.pem"),
+            "--tls-auth-clients", "no", "--user", "default", "off", "--user", "portcullis", "on", ">acl-pass-93a1", "~portcullis:*", "+@all",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+    .await;
+    let idp = Idp::start().await;
+    let config = |url: &str, ca: bool| {
+        let mut t = format!("{}store = \"redis\"\nredis_url = \"{url}\"\nkeys = [\"{KEY_A}\"]\n", local_toml(&idp));
+        if ca {
+            t.push_str(&format!("redis_ca_file = \"{}\"\n", p("ca.pem")));
+        }
+        t
+    };
+
+    let svc = Service::start(&config(&format!("rediss://portcullis:acl-pass-93a1@127.0.0.1:{port}/"), true)).await;
+    svc.wait_ready().await;
+    let client = browser();
+    let home = format!("{}/", svc.url);
+    assert_eq!(login(&client, &svc.url, &home).await.status(), 302, "{}", svc.logs());
+    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+
+    // A wrong password, or a certificate nobody vouches for: not ready, and
+    // no password in the logs.
+    for (url, ca) in [
+        (format!("rediss://portcullis:wrong-pass-5521@127.0.0.1:{port}/"), true),
+        (format!("rediss://portcullis:acl-pass-93a1@127.0.0.1:{port}/"), false),
+    ] {
+        let svc = Service::start(&config(&url, ca)).await;
+        let r = common::plain().get(format!("{}/readyz", svc.url)).send().await.unwrap();
+        assert_eq!(r.status(), 503, "{url} ca={ca}");
+        let logs = svc.logs();
+        assert!(!logs.contains("wrong-pass-5521") && !logs.contains("acl-pass-93a1"), "{logs}");
+    }
+}

@@ -1,0 +1,146 @@
+//! What the proxy tells portcullis about the original request: its URL and
+//! method, the browser's cookies, the client's address.
+//!
+//! Everything here reads untrusted headers; malformed input is an error
+//! with a reason that is safe to show, never a panic.
+
+use std::net::SocketAddr;
+
+use hyper::Method;
+use hyper::header::{self, HeaderMap};
+use url::Url;
+
+/// Which kind of proxy is asking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// NGINX `auth_request`: 401 when signed out.
+    Nginx,
+    /// Caddy `forward_auth` / Traefik ForwardAuth: browsers are redirected.
+    Forward,
+}
+
+
+/// The original request's URL, from `X-Original-URL` or `X-Forwarded-*`.
+///
+/// `default_scheme` is used when the proxy does not say (`public_url`'s).
+pub fn original_url(headers: &HeaderMap, flavor: Flavor, default_scheme: &str) -> Result<Url, &'static str> {
+    if flavor == Flavor::Nginx {
+        if let Some(v) = headers.get("x-original-url") {
+            let text = v.to_str().map_err(|_| "X-Original-URL is not valid text")?;
+            let url = Url::parse(text).map_err(|_| "X-Original-URL is not an absolute URL")?;
+            if url.scheme() != "http" && url.scheme() != "https" || url.host_str().is_none() {
+                return Err("X-Original-URL must be an http(s) URL with a host");
+            }
+            return Ok(url);
+        }
+    }
+    let proto = match header_str(headers, "x-forwarded-proto")? {
+        Some(p) => {
+            let p = p.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
+            if p != "http" && p != "https" {
+                return Err("X-Forwarded-Proto must be http or https");
+            }
+            p
+        }
+        None => default_scheme.to_string(),
+    };
+    let host = match header_str(headers, "x-forwarded-host")? {
+        Some(h) => h.split(',').next().unwrap_or("").trim(),
+        None => header_str(headers, "host")?.ok_or("no X-Forwarded-Host or Host header")?,
+    };
+    if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
+        return Err("X-Forwarded-Host is not a host");
+    }
+    let uri = header_str(headers, "x-forwarded-uri")?.unwrap_or("/");
+    if !uri.starts_with('/') || uri.starts_with("//") {
+        return Err("X-Forwarded-Uri must be a path starting with a single /");
+    }
+    let url = Url::parse(&format!("{proto}://{host}{uri}")).map_err(|_| "X-Forwarded-Host/Uri do not form a URL")?;
+    if url.host_str().is_none() {
+        return Err("X-Forwarded-Host is not a host");
+    }
+    Ok(url)
+}
+
+/// The original request's method, else the method of the request itself.
+pub fn original_method(headers: &HeaderMap, method: &Method, flavor: Flavor) -> String {
+    let names: &[&str] = match flavor {
+        Flavor::Nginx => &["x-original-method", "x-forwarded-method"],
+        Flavor::Forward => &["x-forwarded-method"],
+    };
+    names
+        .iter()
+        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
+        .map(|m| m.trim().to_ascii_uppercase())
+        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()))
+        .unwrap_or_else(|| method.as_str().to_string())
+}
+
+/// A header as trimmed text; an error when it is not valid text.
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, &'static str> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v.to_str().map(|s| Some(s.trim())).map_err(|_| "a forwarded header is not valid text"),
+    }
+}
+
+/// Whether the client is a browser asking for a page.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+/// Values of the cookies called `name`.
+pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    cookie_pairs(headers).filter(move |(n, _)| *n == name).map(|(_, v)| v)
+}
+
+/// Every `name=value` pair of the `Cookie` headers; malformed pairs are skipped.
+pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (n, v) = pair.trim().split_once('=')?;
+            Some((n.trim(), v.trim().trim_matches('"')))
+        })
+}
+
+
+/// The original request's scheme and host, as the browser sees it.
+pub fn request_base(headers: &HeaderMap, default_scheme: &str) -> Option<Url> {
+    let proto = header_str(headers, "x-forwarded-proto")
+        .ok()
+        .flatten()
+        .map(|p| p.split(',').next().unwrap_or("").trim().to_ascii_lowercase())
+        .filter(|p| p == "http" || p == "https")
+        .unwrap_or_else(|| default_scheme.to_string());
+    let host = header_str(headers, "x-forwarded-host")
+        .ok()
+        .flatten()
+        .map(|h| h.split(',').next().unwrap_or("").trim())
+        .or_else(|| header_str(headers, "host").ok().flatten())?;
+    if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
+        return None;
+    }
+    Url::parse(&format!("{proto}://{host}/")).ok()
+}
+
+
+/// The client's address as the proxy reports it, else the peer's.
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> String {
+    headers
+        .get("x-real-ip")
+        .or_else(|| headers.get("x-forwarded-for"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| peer.ip().to_string())
+}
