@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::SessionConfig;
-use crate::identity::{Mapper, merge_claims};
+use crate::identity::Mapper;
 use crate::oidc::{Oidc, OidcError};
 use crate::session::{Session, SessionStore, StoreError, StoreKey, unix_now};
 
@@ -103,12 +103,14 @@ impl Upkeep<'_> {
                 return Ok(None);
             }
         };
-        let fresh: Vec<&crate::identity::Claims> =
-            refreshed.id_claims.iter().chain(refreshed.userinfo_claims.iter()).collect();
-        let (claims, identity) = if fresh.is_empty() {
+        let (claims, identity) = if refreshed.id_claims.is_none() && refreshed.userinfo_claims.is_none() {
             (session.claims.clone(), session.identity.clone())
         } else {
-            let claims = merge_claims(&fresh);
+            // Merged exactly as at login; without a new ID token, the
+            // session's protocol claims (`sub`, `iss`, ...) stand in for it.
+            let id = refreshed.id_claims.clone().unwrap_or_else(|| crate::claims::protocol_claims(&session.claims));
+            let claims =
+                self.mapper.collect_claims(&id, refreshed.userinfo_claims.as_ref(), Some(&refreshed.access_token));
             match self.mapper.map(&claims) {
                 Ok(identity) => (claims, identity),
                 Err(refusal) => {

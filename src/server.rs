@@ -25,7 +25,7 @@ use url::Url;
 
 use crate::config::Config;
 use crate::headers::IdentityHeaders;
-use crate::identity::{Identity, Mapper, merge_claims};
+use crate::identity::{Identity, Mapper};
 use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
 use crate::policy::{Decision, Policy, RequestInfo};
 use crate::redirect::Redirects;
@@ -399,10 +399,8 @@ async fn callback_inner(
             return page(req, status, "Sign-in failed", message);
         }
     };
-    let claims = match &result.userinfo_claims {
-        Some(userinfo) => merge_claims(&[&result.id_claims, userinfo]),
-        None => result.id_claims.clone(),
-    };
+    let claims =
+        app.mapper.collect_claims(&result.id_claims, result.userinfo_claims.as_ref(), Some(&result.access_token));
     let identity = match app.mapper.map(&claims) {
         Ok(i) => i,
         Err(refusal) => {
@@ -551,10 +549,33 @@ async fn backchannel_logout(app: &App, req: Request<Incoming>) -> Response<Body>
 
 async fn userinfo(app: &App, req: &Request<Incoming>) -> Response<Body> {
     match load_session(app, req.headers()).await {
+        Ok(Some(loaded)) if app.config.debug_explain => debug_explain(app, req, &loaded.session),
         Ok(Some(loaded)) => json(StatusCode::OK, &identity_json(&loaded.session.identity)),
         Ok(None) => json(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": "not signed in"})),
         Err(_) => json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "session store unavailable"})),
     }
+}
+
+/// `debug_explain = true`: the session's identity plus the explanation of
+/// its claims under the current configuration, and the policy decision for
+/// `?url=...&method=...` when given.
+fn debug_explain(app: &App, req: &Request<Incoming>, session: &Session) -> Response<Body> {
+    let request = match query_param(req, "url") {
+        Some(url) => match crate::explain::request_info(&url, &query_param(req, "method").unwrap_or_else(|| "GET".into())) {
+            Ok(r) => Some(r),
+            Err(reason) => return json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": reason})),
+        },
+        None => None,
+    };
+    let explainer =
+        crate::explain::Explainer { config: &app.config, mapper: &app.mapper, policy: &app.policy, headers: &app.headers };
+    let explanation = explainer.explain(&session.claims, request.as_ref());
+    let mut body = identity_json(&session.identity);
+    body["explain"] = explanation.to_json(&app.config);
+    if explanation.mapping.result.as_ref().ok() != Some(&session.identity) {
+        body["note"] = "this session was mapped under an earlier configuration; verify uses the session's identity until the next sign-in or token refresh".into();
+    }
+    json(StatusCode::OK, &body)
 }
 
 fn identity_json(identity: &Identity) -> serde_json::Value {
