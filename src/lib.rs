@@ -7,6 +7,7 @@
 //! [`policy`] → [`headers`].
 
 pub mod config;
+pub mod graph;
 pub mod headers;
 pub mod identity;
 pub mod oidc;
