@@ -2,6 +2,7 @@
 //! the portcullis binary, real Redis, and a browser-like HTTP client.
 #![allow(dead_code)]
 
+pub mod graph;
 pub mod idp;
 pub mod redis;
 pub mod service;
