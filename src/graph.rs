@@ -40,6 +40,8 @@ use url::Url;
 
 use crate::config::{Config, ConfigError, HumanDuration, OidcConfig, Secret};
 
+/// Where Entra ID puts group IDs in its tokens (whatever `identity.groups_claim` says).
+const GROUPS_CLAIM: &str = "groups";
 /// `@odata.type` of the directory objects kept from `transitiveMemberOf`.
 const GROUP_TYPE: &str = "#microsoft.graph.group";
 /// Most sub-requests Graph accepts in one `$batch`.
@@ -176,8 +178,10 @@ impl GraphConfig {
         if self.cache_ttl.0 > Duration::from_secs(24 * 3600) {
             return Err(ConfigError::invalid("graph.cache_ttl", "must be at most 24h"));
         }
-        self.authority = base_url("graph.authority", &self.authority, oidc.insecure_http)?.to_string();
-        self.graph_url = base_url("graph.graph_url", &self.graph_url, oidc.insecure_http)?.to_string();
+        self.authority =
+            base_url("graph.authority", &self.authority, oidc.insecure_http)?.as_str().trim_end_matches('/').into();
+        self.graph_url =
+            base_url("graph.graph_url", &self.graph_url, oidc.insecure_http)?.as_str().trim_end_matches('/').into();
 
         // Only the app modes call the token endpoint, which needs a directory.
         let needs_tenant = self.enabled && self.mode != Mode::Delegated;
@@ -489,7 +493,6 @@ pub struct Graph {
     token_url: Option<Url>,
     graph_url: Url,
     scope: String,
-    groups_claim: String,
     resolve_names: bool,
     security_groups_only: bool,
     groups_header: GroupsHeader,
@@ -567,7 +570,6 @@ impl Graph {
             token_url,
             graph_url,
             scope,
-            groups_claim: config.identity.groups_claim.clone(),
             resolve_names: g.resolve_names,
             security_groups_only: g.security_groups_only,
             groups_header: g.groups_header,
@@ -593,7 +595,7 @@ impl Graph {
     pub fn token_groups(&self, claims: &Map<String, Value>) -> Resolved {
         let mut groups = Vec::new();
         let mut seen = HashSet::new();
-        for id in string_list(claims.get(&self.groups_claim)) {
+        for id in string_list(claims.get(GROUPS_CLAIM)) {
             if seen.insert(group_key(&id)) {
                 let name = self.cached_name(&id).flatten();
                 groups.push(Group { id, name });
