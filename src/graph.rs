@@ -377,7 +377,7 @@ pub enum GraphError {
     #[error("graph: the token endpoint refused the {grant} request: {error}{}: {hint}", aadsts(codes))]
     TokenEndpoint { grant: &'static str, status: u16, error: String, codes: Vec<u64>, hint: String },
     /// The lookup did not finish within `graph.timeout`.
-    #[error("graph: timed out after {} while {during}", humantime::format_duration(*timeout))]
+    #[error("graph: timeout ({}) while {during}", humantime::format_duration(*timeout))]
     Timeout { timeout: Duration, during: String },
     /// Graph or the token endpoint could not be reached.
     #[error("graph: could not reach {host} while {during}: {reason}")]
@@ -904,6 +904,7 @@ impl Graph {
                 })?;
                 let mut retry = Vec::new();
                 let mut wait = Duration::ZERO;
+                let mut retry_status = 429;
                 let mut answered = HashSet::new();
                 for r in responses {
                     let Some(index) = r.get("id").and_then(Value::as_str).and_then(|i| i.parse::<usize>().ok()) else {
@@ -930,6 +931,7 @@ impl Graph {
                                 .map(Duration::from_secs)
                                 .unwrap_or(DEFAULT_RETRY_AFTER);
                             wait = wait.max(after);
+                            retry_status = status;
                             retry.push(id);
                         }
                         _ => return Err(self.graph_error(status, &body, DURING).await),
@@ -943,7 +945,7 @@ impl Graph {
                 }
                 if !retry.is_empty() {
                     attempt += 1;
-                    self.wait_retry(wait, attempt, deadline, DURING).await?;
+                    self.wait_retry(retry_status, wait, attempt, deadline, DURING).await?;
                 }
                 pending = retry;
             }
@@ -1060,23 +1062,31 @@ impl Graph {
             }
             attempt += 1;
             let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER * 2u32.pow(attempt.min(4) - 1));
-            self.wait_retry(wait, attempt, deadline, during).await?;
+            self.wait_retry(status.as_u16(), wait, attempt, deadline, during).await?;
         }
     }
 
+    /// Waits `wait` before retrying, unless that would overrun the deadline.
     async fn wait_retry(
         &self,
+        status: u16,
         wait: Duration,
         attempt: u32,
         deadline: Instant,
         during: &'static str,
     ) -> Result<(), GraphError> {
         let left = deadline.saturating_duration_since(Instant::now());
-        if attempt > MAX_RETRIES || wait >= left {
+        if attempt > MAX_RETRIES {
+            return Err(GraphError::Timeout {
+                timeout: self.timeout,
+                during: format!("{during}: still throttled (HTTP {status}) after {MAX_RETRIES} retries"),
+            });
+        }
+        if wait >= left {
             return Err(GraphError::Timeout {
                 timeout: self.timeout,
                 during: format!(
-                    "{during}: Microsoft Graph is throttling (429) and asked to retry after {}, beyond the lookup's time",
+                    "{during}: throttled (HTTP {status}) with Retry-After {}, beyond the lookup's timeout",
                     humantime::format_duration(wait)
                 ),
             });
