@@ -141,6 +141,8 @@ pub struct RawConfig {
     pub policy: Vec<PolicyRule>,
     #[serde(default)]
     pub upstream_headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
+    #[serde(default)]
+    pub graph: crate::graph::GraphConfig,
 }
 
 fn default_listen() -> String {
@@ -253,6 +255,7 @@ pub struct Config {
     pub default_policy: DefaultPolicy,
     pub policy: Vec<PolicyRule>,
     pub upstream_headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
+    pub graph: crate::graph::GraphConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -336,6 +339,7 @@ impl Config {
 
         let oidc = validate_oidc(raw.oidc)?;
         let session = validate_session(raw.session)?;
+        let graph = raw.graph.validate(&oidc)?;
 
         let mut allowed = match raw.allowed_redirect_domains {
             Some(list) => {
@@ -407,6 +411,7 @@ impl Config {
             default_policy: raw.default_policy,
             policy: raw.policy,
             upstream_headers: raw.upstream_headers,
+            graph,
         };
         // Compiling rules and policy here reports their errors at start-up.
         crate::identity::Mapper::new(&config)?;
@@ -472,6 +477,8 @@ impl Config {
             "default_policy": self.default_policy,
             "policy": self.policy,
             "upstream_headers": self.upstream_headers,
+            // `Secret` serialises as "[redacted]".
+            "graph": self.graph,
         })
     }
 }
@@ -512,7 +519,7 @@ fn parse_http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
 }
 
 /// Reads a secret given inline or as a `*_file` path; exactly one may be set.
-fn read_secret(key: &str, inline: Option<Secret>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
+pub(crate) fn read_secret(key: &str, inline: Option<Secret>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
     match (inline, file) {
         (Some(_), Some(_)) => Err(ConfigError::invalid(key, format!("set either `{key}` or `{key}_file`, not both"))),
         (Some(s), None) => Ok(Some(s)),

@@ -11,6 +11,7 @@ pub mod claims;
 pub mod config;
 pub mod explain;
 pub mod expr;
+pub mod graph;
 pub mod headers;
 pub mod identity;
 pub mod names;
