@@ -590,6 +590,35 @@ impl Graph {
         self.groups_header
     }
 
+    /// Puts the user's groups as Graph knows them into `claims` (the
+    /// `groups` claim then holds IDs and names, so rules may use either),
+    /// before identity mapping. The overage markers are removed when the
+    /// membership is now known, or when no group is required to sign in (a
+    /// failed lookup then leaves the token's groups); otherwise they stay,
+    /// and the mapping refuses the login saying why. Returns the values for
+    /// the groups header, or `None` when Graph is not enabled.
+    pub async fn enrich(
+        &self,
+        claims: &mut Map<String, Value>,
+        access_token: Option<&str>,
+        groups_required: bool,
+    ) -> Option<Vec<String>> {
+        if !self.enabled {
+            return None;
+        }
+        let resolved = match self.resolve(claims, access_token).await {
+            Ok(r) => r,
+            Err(_) => self.token_groups(claims),
+        };
+        claims.insert(GROUPS_CLAIM.into(), Value::Array(resolved.match_values().into_iter().map(Value::String).collect()));
+        if resolved.membership_known() || !groups_required {
+            claims.remove("_claim_names");
+            claims.remove("_claim_sources");
+            claims.remove("hasgroups");
+        }
+        Some(resolved.header_values(self.groups_header))
+    }
+
     /// The token's own groups, with names from the cache where known; no
     /// network. The fallback when [`Graph::resolve`] fails.
     pub fn token_groups(&self, claims: &Map<String, Value>) -> Resolved {

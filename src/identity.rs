@@ -119,6 +119,10 @@ pub struct Identity {
     /// The person's own email (when trusted), for policy `emails`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person_email: Option<String>,
+    /// What the groups header shows when it differs from `groups` (with
+    /// Microsoft Graph: names rather than IDs, as `graph.groups_header` says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_groups: Option<Vec<String>>,
 }
 
 /// Why a login was refused (shown to the user and written to the audit log).
@@ -285,6 +289,25 @@ impl Mapper {
         claims::merge_sources(&self.config.claim_sources, id_token, others, &unite)
     }
 
+    /// The whole derivation at login and refresh: merge the provider's
+    /// answers, let Microsoft Graph fill in the groups (when enabled), map.
+    /// Returns the claims kept in the session with the outcome.
+    pub async fn derive(
+        &self,
+        graph: &crate::graph::Graph,
+        id_token: &Claims,
+        userinfo: Option<&Claims>,
+        access_token: Option<&str>,
+    ) -> (Claims, Result<Identity, Refusal>) {
+        let mut claims = self.collect_claims(id_token, userinfo, access_token);
+        let header_groups = graph.enrich(&mut claims, access_token, !self.required_groups.is_empty()).await;
+        let result = self.map(&claims).map(|mut identity| {
+            identity.header_groups = header_groups;
+            identity
+        });
+        (claims, result)
+    }
+
     /// Maps merged claims to an identity, or refuses the login. Expression
     /// errors are logged.
     pub fn map(&self, claims: &Claims) -> Result<Identity, Refusal> {
@@ -360,6 +383,7 @@ impl Mapper {
             subject,
             person,
             person_email: email,
+            header_groups: None,
         };
         let mut groups_n = groups_n;
         for g in rule.map(|r| r.extra_groups.as_slice()).unwrap_or_default() {

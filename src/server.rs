@@ -63,6 +63,7 @@ pub struct App {
     sealer: Sealer,
     oidc: Arc<Oidc>,
     mapper: Mapper,
+    graph: crate::graph::Graph,
     policy: Policy,
     headers: IdentityHeaders,
     upstream: crate::headers::UpstreamHeaders,
@@ -91,6 +92,7 @@ impl App {
         Ok(Arc::new(App {
             sealer: Sealer::new(&config.session.keys),
             mapper: Mapper::new(&config)?,
+            graph: crate::graph::Graph::new(&config)?,
             policy: Policy::new(&config)?,
             headers: IdentityHeaders::new(&config.headers)?,
             upstream: crate::headers::UpstreamHeaders::load(&config.upstream_headers)?,
@@ -105,7 +107,13 @@ impl App {
 
 impl App {
     fn upkeep(&self) -> crate::refresh::Upkeep<'_> {
-        crate::refresh::Upkeep { store: &self.store, oidc: &self.oidc, mapper: &self.mapper, config: &self.config.session }
+        crate::refresh::Upkeep {
+            store: &self.store,
+            oidc: &self.oidc,
+            mapper: &self.mapper,
+            graph: &self.graph,
+            config: &self.config.session,
+        }
     }
 }
 
@@ -399,9 +407,11 @@ async fn callback_inner(
             return page(req, status, "Sign-in failed", message);
         }
     };
-    let claims =
-        app.mapper.collect_claims(&result.id_claims, result.userinfo_claims.as_ref(), Some(&result.access_token));
-    let identity = match app.mapper.map(&claims) {
+    let (claims, identity) = app
+        .mapper
+        .derive(&app.graph, &result.id_claims, result.userinfo_claims.as_ref(), Some(&result.access_token))
+        .await;
+    let identity = match identity {
         Ok(i) => i,
         Err(refusal) => {
             let sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("");
