@@ -124,6 +124,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub debug_explain: bool,
     #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default)]
     pub oidc: RawOidc,
     #[serde(default)]
     pub session: RawSession,
@@ -139,6 +141,8 @@ pub struct RawConfig {
     pub policy: Vec<PolicyRule>,
     #[serde(default)]
     pub upstream_headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
+    #[serde(default)]
+    pub graph: crate::graph::GraphConfig,
 }
 
 fn default_listen() -> String {
@@ -241,6 +245,8 @@ pub struct Config {
     pub log_level: Option<String>,
     pub log_format: LogFormat,
     pub debug_explain: bool,
+    /// Most client connections served at once.
+    pub max_connections: usize,
     pub oidc: OidcConfig,
     pub session: SessionConfig,
     pub headers: HeaderNames,
@@ -249,6 +255,7 @@ pub struct Config {
     pub default_policy: DefaultPolicy,
     pub policy: Vec<PolicyRule>,
     pub upstream_headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
+    pub graph: crate::graph::GraphConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -332,6 +339,7 @@ impl Config {
 
         let oidc = validate_oidc(raw.oidc)?;
         let session = validate_session(raw.session)?;
+        let graph = raw.graph.validate(&oidc)?;
 
         let mut allowed = match raw.allowed_redirect_domains {
             Some(list) => {
@@ -383,7 +391,12 @@ impl Config {
             }
         }
 
+        let max_connections = raw.max_connections.unwrap_or(10_000);
+        if !(1..=1_000_000).contains(&max_connections) {
+            return Err(ConfigError::invalid("max_connections", "must be between 1 and 1000000"));
+        }
         let config = Config {
+            max_connections,
             listen,
             public_url,
             allowed_redirect_domains: allowed,
@@ -398,6 +411,7 @@ impl Config {
             default_policy: raw.default_policy,
             policy: raw.policy,
             upstream_headers: raw.upstream_headers,
+            graph,
         };
         // Compiling rules and policy here reports their errors at start-up.
         crate::identity::Mapper::new(&config)?;
@@ -427,6 +441,7 @@ impl Config {
             "log_level": self.log_level,
             "log_format": self.log_format,
             "debug_explain": self.debug_explain,
+            "max_connections": self.max_connections,
             "oidc": {
                 "issuer": self.oidc.issuer,
                 "client_id": self.oidc.client_id,
@@ -462,6 +477,8 @@ impl Config {
             "default_policy": self.default_policy,
             "policy": self.policy,
             "upstream_headers": self.upstream_headers,
+            // `Secret` serialises as "[redacted]".
+            "graph": self.graph,
         })
     }
 }
@@ -502,7 +519,7 @@ fn parse_http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
 }
 
 /// Reads a secret given inline or as a `*_file` path; exactly one may be set.
-fn read_secret(key: &str, inline: Option<Secret>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
+pub(crate) fn read_secret(key: &str, inline: Option<Secret>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
     match (inline, file) {
         (Some(_), Some(_)) => Err(ConfigError::invalid(key, format!("set either `{key}` or `{key}_file`, not both"))),
         (Some(s), None) => Ok(Some(s)),

@@ -81,7 +81,9 @@ impl IdentityHeaders {
         out.insert(self.email.clone(), sanitize(identity.email.as_deref().unwrap_or("")));
         out.insert(self.name.clone(), sanitize(identity.name.as_deref().unwrap_or("")));
         let groups = identity
-            .groups
+            .header_groups
+            .as_ref()
+            .unwrap_or(&identity.groups)
             .iter()
             .map(|g| g.replace(self.separator.as_str(), " "))
             .collect::<Vec<_>>()

@@ -1,26 +1,43 @@
 //! From claims to a user: who someone is as the protected apps will see them.
 //!
-//! The identity provider's claims (ID token, userinfo) are merged into one
-//! [`Claims`] map, then a [`Mapper`] compiled from the `[identity]` section
-//! turns them into an [`Identity`]: user name, email, display name, groups,
-//! app roles and the portcullis role. The identity is computed once at login
-//! and kept in the session.
+//! The provider's claim sources (ID token, userinfo, the access token when
+//! it is a JWT) are merged into one [`Claims`] map in the order
+//! `identity.claim_sources` gives, then a [`Mapper`] compiled from the
+//! `[identity]` section and `[[role_map]]` turns them into an [`Identity`]:
+//!
+//! 1. the person's user name (first of `username_claims`), email, name,
+//!    groups (`groups_claim`), app roles (`roles_claim`) and Entra
+//!    directory roles (`wids`), each kept in its own namespace;
+//! 2. refusal when group overage hides the groups, or when the person is in
+//!    none of `required_groups`;
+//! 3. the first matching `[[identity.rules]]` entry may map the person onto
+//!    another user (a shared account), email, name, role, and add groups;
+//! 4. the role: the rule's, else the first matching `[[role_map]]` entry,
+//!    else `default_role`; role `none` refuses entry.
+//!
+//! The identity is computed once at login and kept in the session.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
+pub use crate::claims::Claims;
+use crate::claims::{self, ClaimPaths, ClaimSource};
 use crate::config::{Config, ConfigError};
+use crate::expr::{Expr, Scope, Vars};
+use crate::names::{self, GroupPaths};
 
-/// Claims as JSON: the merged view of every source the provider gave us.
-pub type Claims = Map<String, Value>;
+/// The role that refuses entry.
+pub const ROLE_NONE: &str = "none";
 
 /// `[identity]` as written in the configuration.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityConfig {
     pub username_claims: Vec<String>,
-    pub groups_claim: String,
-    pub roles_claim: String,
+    pub groups_claim: ClaimPaths,
+    pub roles_claim: ClaimPaths,
+    pub claim_sources: Vec<ClaimSource>,
+    pub group_paths: GroupPaths,
+    pub allow_unverified_email: bool,
     pub required_groups: Vec<String>,
     pub default_role: String,
     pub rules: Vec<IdentityRule>,
@@ -30,8 +47,11 @@ impl Default for IdentityConfig {
     fn default() -> Self {
         IdentityConfig {
             username_claims: vec!["preferred_username".into(), "email".into(), "sub".into()],
-            groups_claim: "groups".into(),
-            roles_claim: "roles".into(),
+            groups_claim: ClaimPaths::one("groups"),
+            roles_claim: ClaimPaths::one("roles"),
+            claim_sources: vec![ClaimSource::IdToken, ClaimSource::Userinfo, ClaimSource::AccessToken],
+            group_paths: GroupPaths::Full,
+            allow_unverified_email: false,
             required_groups: Vec::new(),
             default_role: "guest".into(),
             rules: Vec::new(),
@@ -64,7 +84,8 @@ pub struct IdentityRule {
     pub extra_groups: Vec<String>,
 }
 
-/// One `[[role_map]]` entry: a group or an app role grants a role.
+/// One `[[role_map]]` entry: a group, an app role or an Entra directory
+/// role (`wids`) grants a role.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleMapEntry {
@@ -72,6 +93,8 @@ pub struct RoleMapEntry {
     pub group: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_role: Option<String>,
     pub role: String,
 }
 
@@ -93,6 +116,13 @@ pub struct Identity {
     /// The person's own user name, kept for audits when a rule maps them
     /// onto a shared account.
     pub person: String,
+    /// The person's own email (when trusted), for policy `emails`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person_email: Option<String>,
+    /// What the groups header shows when it differs from `groups` (with
+    /// Microsoft Graph: names rather than IDs, as `graph.groups_header` says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_groups: Option<Vec<String>>,
 }
 
 /// Why a login was refused (shown to the user and written to the audit log).
@@ -102,92 +132,399 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// The compiled `[identity]` section.
+impl Refusal {
+    fn new(reason: impl Into<String>) -> Refusal {
+        Refusal { reason: reason.into() }
+    }
+}
+
+/// Where the identity's role came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleFrom {
+    /// `identity.rules[i].role`.
+    Rule(usize),
+    /// `role_map[i]`.
+    RoleMap(usize),
+    /// `identity.default_role`.
+    Default,
+}
+
+/// The outcome of mapping, with what decided it (for `explain`).
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    pub result: Result<Identity, Refusal>,
+    /// The `identity.rules` entry that matched.
+    pub rule: Option<usize>,
+    pub role_from: Option<RoleFrom>,
+    /// Things an administrator should know: expression errors, ignored claims.
+    pub notes: Vec<String>,
+}
+
+/// A compiled `[[identity.rules]]` entry: names in normal form.
+#[derive(Clone, Debug)]
+struct Rule {
+    emails: Vec<String>,
+    users: Vec<String>,
+    groups: Vec<String>,
+    email_domains: Vec<String>,
+    expr: Option<Expr>,
+    config: IdentityRule,
+}
+
+#[derive(Clone, Debug)]
+enum RoleMatch {
+    Group(String),
+    AppRole(String),
+    DirectoryRole(String),
+}
+
+/// The compiled `[identity]` section and `[[role_map]]`.
 #[derive(Clone, Debug)]
 pub struct Mapper {
     config: IdentityConfig,
+    required_groups: Vec<String>,
+    rules: Vec<Rule>,
+    role_map: Vec<(RoleMatch, String)>,
 }
 
 impl Mapper {
+    /// Compiles the rules and expressions; errors name the key at fault.
     pub fn new(config: &Config) -> Result<Mapper, ConfigError> {
-        if config.identity.username_claims.is_empty() {
+        let c = &config.identity;
+        if c.username_claims.is_empty() {
             return Err(ConfigError::invalid("identity.username_claims", "must name at least one claim"));
         }
-        Ok(Mapper { config: config.identity.clone() })
+        check_paths("identity.username_claims", &c.username_claims)?;
+        check_paths("identity.groups_claim", &c.groups_claim.0)?;
+        check_paths("identity.roles_claim", &c.roles_claim.0)?;
+        if c.groups_claim.0.is_empty() {
+            return Err(ConfigError::invalid("identity.groups_claim", "must name at least one claim"));
+        }
+        if c.claim_sources.is_empty() {
+            return Err(ConfigError::invalid("identity.claim_sources", "must list at least one source"));
+        }
+        for (i, s) in c.claim_sources.iter().enumerate() {
+            if c.claim_sources[..i].contains(s) {
+                return Err(ConfigError::invalid("identity.claim_sources", "lists a source twice"));
+            }
+        }
+        check_role("identity.default_role", &c.default_role)?;
+        let gp = c.group_paths;
+        let required_groups = check_names("identity.required_groups", &c.required_groups)?;
+        let required_groups = names::normalize_groups(&required_groups, gp);
+
+        let mut rules = Vec::new();
+        for (i, r) in c.rules.iter().enumerate() {
+            let key = format!("identity.rules[{i}]");
+            if r.emails.is_empty() && r.users.is_empty() && r.groups.is_empty() && r.email_domains.is_empty() && r.expr.is_none() {
+                return Err(ConfigError::invalid(
+                    &key,
+                    "matches nothing: set emails, users, groups, email_domains or expr (use expr = \"true\" to match everyone)",
+                ));
+            }
+            check_value(&format!("{key}.user"), &r.user)?;
+            if let Some(email) = &r.email {
+                check_value(&format!("{key}.email"), email)?;
+            }
+            if let Some(name) = &r.name {
+                check_value(&format!("{key}.name"), name)?;
+            }
+            if let Some(role) = &r.role {
+                check_role(&format!("{key}.role"), role)?;
+            }
+            check_names(&format!("{key}.add_groups"), &r.extra_groups)?;
+            let domains = check_names(&format!("{key}.email_domains"), &r.email_domains)?;
+            rules.push(Rule {
+                emails: names::normalize_all(&check_names(&format!("{key}.emails"), &r.emails)?),
+                users: names::normalize_all(&check_names(&format!("{key}.users"), &r.users)?),
+                groups: names::normalize_groups(&check_names(&format!("{key}.groups"), &r.groups)?, gp),
+                email_domains: domains.iter().map(|d| names::normalize(d.trim_start_matches('@'))).collect(),
+                expr: r.expr.as_deref().map(|e| Expr::compile(&format!("{key}.expr"), e, Scope::Login)).transpose()?,
+                config: r.clone(),
+            });
+        }
+
+        let mut role_map = Vec::new();
+        for (i, e) in config.role_map.iter().enumerate() {
+            let key = format!("role_map[{i}]");
+            let m = match (&e.group, &e.app_role, &e.directory_role) {
+                (Some(g), None, None) => RoleMatch::Group(names::normalize_group(g, gp)),
+                (None, Some(r), None) => RoleMatch::AppRole(names::normalize(r)),
+                (None, None, Some(w)) => RoleMatch::DirectoryRole(names::normalize(w)),
+                _ => return Err(ConfigError::invalid(&key, "set exactly one of group, app_role or directory_role")),
+            };
+            if matches!(&m, RoleMatch::Group(n) | RoleMatch::AppRole(n) | RoleMatch::DirectoryRole(n) if n.is_empty()) {
+                return Err(ConfigError::invalid(&key, "the name to match is empty"));
+            }
+            check_role(&format!("{key}.role"), &e.role)?;
+            role_map.push((m, e.role.trim().to_string()));
+        }
+        Ok(Mapper { config: c.clone(), required_groups, rules, role_map })
     }
 
-    /// Maps merged claims to an identity, or refuses the login.
-    pub fn map(&self, claims: &Claims) -> Result<Identity, Refusal> {
-        let subject = claim_str(claims, "sub").unwrap_or_default();
-        if subject.is_empty() {
-            return Err(Refusal { reason: "the identity provider sent no `sub` claim".into() });
+    /// The configured order of claim sources.
+    pub fn claim_sources(&self) -> &[ClaimSource] {
+        &self.config.claim_sources
+    }
+
+    /// Merges the provider's answers into one claims map: sources in the
+    /// configured order, a later one filling what an earlier one lacks,
+    /// groups and roles united across all of them. The access token is read
+    /// only when it is a JWT; only the ID token's signature was verified.
+    pub fn collect_claims(&self, id_token: &Claims, userinfo: Option<&Claims>, access_token: Option<&str>) -> Claims {
+        let access = access_token.and_then(claims::access_token_claims);
+        let mut others = Vec::new();
+        if let Some(u) = userinfo {
+            others.push((ClaimSource::Userinfo, u));
         }
-        let user = self
-            .config
+        if let Some(a) = &access {
+            others.push((ClaimSource::AccessToken, a));
+        }
+        self.merge(id_token, &others)
+    }
+
+    /// As [`Mapper::collect_claims`], with every source already decoded.
+    pub fn merge(&self, id_token: &Claims, others: &[(ClaimSource, &Claims)]) -> Claims {
+        let unite: Vec<&str> = self.config.groups_claim.0.iter().chain(&self.config.roles_claim.0).map(String::as_str).collect();
+        claims::merge_sources(&self.config.claim_sources, id_token, others, &unite)
+    }
+
+    /// The whole derivation at login and refresh: merge the provider's
+    /// answers, let Microsoft Graph fill in the groups (when enabled), map.
+    /// Returns the claims kept in the session with the outcome.
+    pub async fn derive(
+        &self,
+        graph: &crate::graph::Graph,
+        id_token: &Claims,
+        userinfo: Option<&Claims>,
+        access_token: Option<&str>,
+    ) -> (Claims, Result<Identity, Refusal>) {
+        let mut claims = self.collect_claims(id_token, userinfo, access_token);
+        let header_groups = graph.enrich(&mut claims, access_token, !self.required_groups.is_empty()).await;
+        let result = self.map(&claims).map(|mut identity| {
+            identity.header_groups = header_groups;
+            identity
+        });
+        (claims, result)
+    }
+
+    /// Maps merged claims to an identity, or refuses the login. Expression
+    /// errors are logged.
+    pub fn map(&self, claims: &Claims) -> Result<Identity, Refusal> {
+        let mapping = self.explain(claims);
+        for note in &mapping.notes {
+            tracing::warn!(event = "identity_note", "{note}");
+        }
+        mapping.result
+    }
+
+    /// Maps merged claims and says which rule and role-map entry decided.
+    pub fn explain(&self, claims: &Claims) -> Mapping {
+        let mut m = Mapping { result: Err(Refusal::new("")), rule: None, role_from: None, notes: Vec::new() };
+        m.result = self.map_inner(claims, &mut m);
+        m
+    }
+
+    fn map_inner(&self, claims: &Claims, m: &mut Mapping) -> Result<Identity, Refusal> {
+        let c = &self.config;
+        let gp = c.group_paths;
+        let subject = claims::text(claims, "sub").unwrap_or_default();
+        if subject.is_empty() {
+            return Err(Refusal::new("the identity provider sent no `sub` claim"));
+        }
+        let person = c
             .username_claims
             .iter()
-            .find_map(|c| claim_str(claims, c).filter(|s| !s.is_empty()))
+            .find_map(|p| claims::text(claims, p).filter(|s| !s.trim().is_empty()))
             .unwrap_or_else(|| subject.clone());
-        let groups = string_list(claims.get(&self.config.groups_claim));
-        let roles = string_list(claims.get(&self.config.roles_claim));
-        Ok(Identity {
-            person: user.clone(),
-            user,
-            email: claim_str(claims, "email"),
-            name: claim_str(claims, "name"),
+        if !passes_unchanged(&person) {
+            return Err(Refusal::new(
+                "your user name contains characters (control characters, surrounding spaces or too many characters) that cannot be passed on safely",
+            ));
+        }
+        let email = self.trusted_email(claims, &mut m.notes);
+        let name = claims::text(claims, "name").filter(|n| !n.trim().is_empty());
+
+        let groups = self.list(claims, &c.groups_claim.0, gp, "groups", &mut m.notes);
+        let roles = self.list(claims, &c.roles_claim.0, GroupPaths::Full, "roles", &mut m.notes);
+        let wids = names::normalize_all(&claims::values(claims::lookup(claims, "wids")));
+        let groups_n = names::normalize_groups(&groups, gp);
+        let roles_n = names::normalize_all(&roles);
+
+        if groups.is_empty() && claims::group_overage(claims, &c.groups_claim.0) {
+            return Err(Refusal::new(
+                "your group membership could not be resolved: the identity provider left the groups out of the token \
+                 because there are too many (group overage); ask your administrator to limit the groups sent to this application",
+            ));
+        }
+        if !self.required_groups.is_empty() && !names::any_in(&self.required_groups, &groups_n) {
+            return Err(Refusal::new("you are not a member of any group allowed to sign in here (identity.required_groups)"));
+        }
+
+        let vars = Vars {
+            claims,
+            groups: &groups_n,
+            roles: &roles_n,
+            user: &person,
+            email: email.as_deref().unwrap_or(""),
+            request: None,
+        };
+        let rule = self.rules.iter().position(|r| rule_matches(r, &vars, &mut m.notes));
+        m.rule = rule;
+        let rule = rule.map(|i| &self.rules[i].config);
+
+        let mut identity = Identity {
+            user: rule.map_or_else(|| person.clone(), |r| r.user.trim().to_string()),
+            email: rule.and_then(|r| r.email.clone()).or_else(|| email.clone()),
+            name: rule.and_then(|r| r.name.clone()).or(name),
             groups,
             roles,
-            role: self.config.default_role.clone(),
+            role: String::new(),
             subject,
-        })
+            person,
+            person_email: email,
+            header_groups: None,
+        };
+        let mut groups_n = groups_n;
+        for g in rule.map(|r| r.extra_groups.as_slice()).unwrap_or_default() {
+            let n = names::normalize_group(g, gp);
+            if !groups_n.contains(&n) {
+                groups_n.push(n);
+                identity.groups.push(g.trim().to_string());
+            }
+        }
+
+        let (role, from) = match (rule.and_then(|r| r.role.as_ref()), m.rule) {
+            (Some(role), Some(i)) => (role.trim().to_string(), RoleFrom::Rule(i)),
+            _ => match self.role_map.iter().position(|(rm, _)| match rm {
+                RoleMatch::Group(g) => groups_n.contains(g),
+                RoleMatch::AppRole(r) => roles_n.contains(r),
+                RoleMatch::DirectoryRole(w) => wids.contains(w),
+            }) {
+                Some(i) => (self.role_map[i].1.clone(), RoleFrom::RoleMap(i)),
+                None => (c.default_role.trim().to_string(), RoleFrom::Default),
+            },
+        };
+        m.role_from = Some(from);
+        if role.eq_ignore_ascii_case(ROLE_NONE) {
+            return Err(Refusal::new("your account has no role that may sign in here (role `none`)"));
+        }
+        identity.role = role;
+        Ok(identity)
+    }
+
+    /// The `email` claim, unless the provider says it is unverified (and
+    /// `allow_unverified_email` is off) or it cannot be passed on unchanged.
+    fn trusted_email(&self, claims: &Claims, notes: &mut Vec<String>) -> Option<String> {
+        let email = claims::text(claims, "email").filter(|e| !e.trim().is_empty())?;
+        let unverified = matches!(claims.get("email_verified"), Some(serde_json::Value::Bool(false)))
+            || matches!(claims.get("email_verified"), Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("false"));
+        if unverified && !self.config.allow_unverified_email {
+            notes.push("the email is ignored: the provider says email_verified = false (see identity.allow_unverified_email)".into());
+            return None;
+        }
+        if !passes_unchanged(&email) {
+            notes.push("the email is ignored: it contains characters that cannot be passed on safely".into());
+            return None;
+        }
+        Some(email)
+    }
+
+    /// A list claim's values from every path, without duplicates and without
+    /// values that could not be passed on unchanged.
+    fn list(&self, claims: &Claims, paths: &[String], gp: GroupPaths, what: &str, notes: &mut Vec<String>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut seen = Vec::new();
+        for path in paths {
+            for v in claims::values(claims::lookup(claims, path)) {
+                if !passes_unchanged(&v) {
+                    notes.push(format!("one of the {what} is ignored: it contains characters that cannot be passed on safely"));
+                    continue;
+                }
+                let n = names::normalize_group(&v, gp);
+                if !seen.contains(&n) {
+                    seen.push(n);
+                    out.push(v);
+                }
+            }
+        }
+        out
     }
 }
 
 /// Merges claim sources in order: a later source fills what an earlier one
-/// lacks; list-valued `groups` are united.
+/// lacks; list-valued `groups` are united. ([`Mapper::merge`] unites the
+/// configured groups and roles claims.)
 pub fn merge_claims(sources: &[&Claims]) -> Claims {
-    let mut out = Claims::new();
-    for source in sources {
-        for (k, v) in source.iter() {
-            match out.get_mut(k) {
-                None => {
-                    out.insert(k.clone(), v.clone());
-                }
-                Some(Value::Array(existing)) if k == "groups" => {
-                    if let Value::Array(more) = v {
-                        for item in more {
-                            if !existing.contains(item) {
-                                existing.push(item.clone());
-                            }
-                        }
-                    }
-                }
-                Some(_) => {}
-            }
+    claims::merge(sources, &["groups"])
+}
+
+/// All-of across the criteria a rule sets, any-of within each list.
+fn rule_matches(rule: &Rule, vars: &Vars<'_>, notes: &mut Vec<String>) -> bool {
+    let email = names::normalize(vars.email);
+    if !rule.emails.is_empty() && (email.is_empty() || !rule.emails.contains(&email)) {
+        return false;
+    }
+    if !rule.email_domains.is_empty() && !names::email_domain(&email).is_some_and(|d| rule.email_domains.contains(&d)) {
+        return false;
+    }
+    if !rule.users.is_empty() && !rule.users.contains(&names::normalize(vars.user)) {
+        return false;
+    }
+    if !rule.groups.is_empty() && !names::any_in(&rule.groups, vars.groups) {
+        return false;
+    }
+    match &rule.expr {
+        None => true,
+        Some(e) => eval_logged(e, vars, notes),
+    }
+}
+
+/// Evaluates; an error counts as false and becomes a note.
+pub(crate) fn eval_logged(e: &Expr, vars: &Vars<'_>, notes: &mut Vec<String>) -> bool {
+    match e.eval(vars) {
+        Ok(b) => b,
+        Err(err) => {
+            notes.push(format!("{}: evaluation failed, counted as no match: {err}", e.key()));
+            false
         }
     }
-    out
 }
 
-fn claim_str(claims: &Claims, name: &str) -> Option<String> {
-    match claims.get(name)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+/// True when `text` goes into a header exactly as it is: no control
+/// characters, no surrounding white space, not too long. A user name or
+/// email that a header would alter could collide with another.
+fn passes_unchanged(text: &str) -> bool {
+    crate::headers::sanitize(text).as_bytes() == text.as_bytes()
+}
+
+fn check_paths(key: &str, paths: &[String]) -> Result<(), ConfigError> {
+    match paths.iter().position(|p| p.trim().is_empty() || p.trim() != p) {
+        Some(i) => Err(ConfigError::invalid(format!("{key}[{i}]"), "is not a claim name or dotted path")),
+        None => Ok(()),
     }
 }
 
-fn string_list(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .collect(),
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
+fn check_value(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::invalid(key, "is empty"));
     }
+    if !passes_unchanged(value.trim()) {
+        return Err(ConfigError::invalid(key, "contains control characters or is too long"));
+    }
+    Ok(())
 }
+
+fn check_role(key: &str, role: &str) -> Result<(), ConfigError> {
+    check_value(key, role)
+}
+
+fn check_names(key: &str, list: &[String]) -> Result<Vec<String>, ConfigError> {
+    for (i, n) in list.iter().enumerate() {
+        check_value(&format!("{key}[{i}]"), n)?;
+    }
+    Ok(list.to_vec())
+}
+
+#[cfg(test)]
+mod tests;

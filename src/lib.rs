@@ -4,11 +4,17 @@
 //! ask portcullis, for every request, who the user is and whether they may
 //! in. portcullis owns the OpenID Connect login and keeps sessions in memory
 //! or Redis. Data flows one way: request → [`session`] → [`identity`] →
-//! [`policy`] → [`headers`].
+//! [`policy`] → [`headers`]; [`explain`] shows that
+//! flow for given claims without anyone logging in.
 
+pub mod claims;
 pub mod config;
+pub mod explain;
+pub mod expr;
+pub mod graph;
 pub mod headers;
 pub mod identity;
+pub mod names;
 pub mod oidc;
 pub mod policy;
 pub mod redirect;

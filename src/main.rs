@@ -1,4 +1,5 @@
-//! The `portcullis` command: serve, or check a configuration.
+//! The `portcullis` command: serve, check a configuration, explain what
+//! portcullis would do with given claims, or manage sessions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,22 @@ enum Command {
     Serve,
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
+    /// Show the identity, headers and decision for given claims, without
+    /// anyone logging in. Exit code 0 allow, 1 deny, 2 bad input.
+    Explain {
+        /// A JSON file: the merged claims, or {"id_token": {..}, "userinfo": {..}, "access_token": ..}.
+        #[arg(long)]
+        claims: PathBuf,
+        /// The URL of a request to decide policy for, e.g. https://photos.example.com/album/1.
+        #[arg(long)]
+        url: Option<String>,
+        /// The request's method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List or end sessions in the configured (redis) store.
     Sessions {
         #[command(subcommand)]
@@ -61,6 +78,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Explain { claims, url, method, json } => {
+            portcullis::explain::run(cli.config.as_deref(), &claims, url.as_deref(), &method, json)
+        }
         Command::Serve => serve(cli.config),
         Command::Sessions { action } => sessions(cli.config, action),
     }

@@ -35,8 +35,13 @@ type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNo
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
 /// Least time between two JWKS refetches caused by unknown key IDs.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
-/// Largest response body accepted from the provider (userinfo).
-const MAX_BODY: usize = 256 * 1024;
+/// Largest response body accepted from the provider (discovery, JWKS,
+/// token, userinfo).
+const MAX_BODY: usize = 1024 * 1024;
+/// Largest claims accepted for one login (ID token and userinfo together,
+/// as JSON): a provider sending more gets a clear error, not a session too
+/// big for the store or headers too big for the proxy.
+pub const MAX_CLAIMS: usize = 64 * 1024;
 
 /// What went wrong in a login. The `Display` text is safe to show users and
 /// to log: it never contains a token or secret.
@@ -121,7 +126,7 @@ pub struct Oidc {
     scopes: Vec<String>,
     leeway: Duration,
     redirect_url: String,
-    http: reqwest::Client,
+    http: LimitedHttp,
     provider: RwLock<Option<Arc<Provider>>>,
     not_ready_reason: Mutex<String>,
 }
@@ -143,7 +148,7 @@ impl Oidc {
             scopes: config.oidc.scopes.clone(),
             leeway: config.oidc.leeway,
             redirect_url: config.callback_url().to_string(),
-            http,
+            http: LimitedHttp(http),
             provider: RwLock::new(None),
             not_ready_reason: Mutex::new("discovery has not completed yet".into()),
         })
@@ -266,6 +271,7 @@ impl Oidc {
 
         let access_token = response.access_token().clone();
         let userinfo_claims = self.userinfo(&provider, &access_token, &id_claims).await?;
+        check_claims_size(&id_claims, userinfo_claims.as_ref())?;
 
         Ok(LoginResult {
             id_claims,
@@ -311,6 +317,7 @@ impl Oidc {
             }
         };
         let userinfo_claims = self.userinfo(&provider, &access_token, &sub_claims).await?;
+        check_claims_size(&sub_claims, userinfo_claims.as_ref())?;
         Ok(Refreshed {
             id_token,
             id_claims,
@@ -408,6 +415,7 @@ impl Oidc {
         };
         let response = self
             .http
+            .0
             .get(url.url().clone())
             .bearer_auth(access_token.secret())
             .header("accept", "application/json")
@@ -548,6 +556,19 @@ impl Oidc {
     }
 }
 
+fn check_claims_size(id_claims: &Claims, userinfo: Option<&Claims>) -> Result<(), OidcError> {
+    let size = |c: &Claims| serde_json::to_vec(c).map(|v| v.len()).unwrap_or(usize::MAX);
+    let total = size(id_claims).saturating_add(userinfo.map(size).unwrap_or(0));
+    if total > MAX_CLAIMS {
+        return Err(OidcError::Invalid(format!(
+            "the identity provider sent {} KiB of claims; portcullis accepts at most {} KiB (is a groups claim listing thousands of groups?)",
+            total / 1024,
+            MAX_CLAIMS / 1024
+        )));
+    }
+    Ok(())
+}
+
 fn asymmetric_algs() -> Vec<CoreJwsSigningAlgorithm> {
     use CoreJwsSigningAlgorithm::*;
     vec![
@@ -572,6 +593,46 @@ pub fn decode_payload(jwt: &str) -> Result<Claims, OidcError> {
         .map_err(|_| OidcError::Invalid("JWT payload is not base64url".into()))?;
     serde_json::from_slice(&bytes).map_err(|_| OidcError::Invalid("JWT payload is not a JSON object".into()))
 }
+
+/// The HTTP client openidconnect uses: reqwest, reading at most
+/// [`MAX_BODY`] bytes of any answer.
+struct LimitedHttp(reqwest::Client);
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for LimitedHttp {
+    type Error = HttpError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<openidconnect::HttpResponse, HttpError>> + Send + 'c>,
+    >;
+    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
+        Box::pin(limited_call(&self.0, request))
+    }
+}
+
+async fn limited_call(
+    client: &reqwest::Client,
+    request: openidconnect::HttpRequest,
+) -> Result<openidconnect::HttpResponse, HttpError> {
+    let (parts, body) = request.into_parts();
+    let response = client
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| HttpError(describe_reqwest(&e)))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = read_limited(response).await.map_err(HttpError)?;
+    let mut out = openidconnect::http::Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// A failed call to the provider; the text never holds a URL or secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HttpError(String);
 
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();

@@ -3,14 +3,25 @@
 //! `[[policy]]` rules are matched in file order against the original request
 //! (host, path, method); the first match decides. A `bypass` rule needs no
 //! login at all, `deny` refuses everyone, and `allow` admits signed-in users
-//! who meet its requirements. When no rule matches, `default_policy` decides.
+//! who meet its requirements: any of the names within a list, all of the
+//! lists a rule sets. When no rule matches, `default_policy` decides.
 //! Policy is evaluated on every verify from the session's identity, so an
 //! edited policy applies without anyone logging in again.
+//!
+//! Hosts match exactly or as `*.example.com` (any subdomain, not the apex).
+//! Paths match as a prefix ending at a segment boundary (`/admin` matches
+//! `/admin` and `/admin/x`, not `/administrator`), or as a glob when they
+//! contain `*` (any characters, `/` included) or `?` (one character). The
+//! request path is normalised first: repeated slashes collapse and
+//! percent-encoded unreserved characters are decoded, so `/%61dmin` and
+//! `//admin` cannot slip past a rule for `/admin`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConfigError};
+use crate::expr::{Expr, Scope, Vars};
 use crate::identity::{Claims, Identity};
+use crate::names::{self, GroupPaths};
 
 /// What happens when no `[[policy]]` rule matches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -44,8 +55,12 @@ pub struct PolicyRule {
     pub action: Action,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Portcullis roles (`identity.role`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// App roles from the roles claim (`identity.roles`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_roles: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -72,53 +87,284 @@ pub enum Decision {
     Deny { rule: Option<usize>, reason: String },
 }
 
+#[derive(Clone, Debug)]
+enum HostPattern {
+    Exact(String),
+    /// `*.example.com`, kept as `.example.com`.
+    Suffix(String),
+}
+
+#[derive(Clone, Debug)]
+enum PathPattern {
+    Prefix(String),
+    Glob(String),
+}
+
+/// A compiled rule: patterns parsed, names in normal form.
+#[derive(Clone, Debug)]
+struct Rule {
+    host: Option<HostPattern>,
+    path: Option<PathPattern>,
+    methods: Vec<String>,
+    action: Action,
+    groups: Vec<String>,
+    roles: Vec<String>,
+    app_roles: Vec<String>,
+    users: Vec<String>,
+    emails: Vec<String>,
+    email_domains: Vec<String>,
+    expr: Option<Expr>,
+}
+
 /// The compiled policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
-    rules: Vec<PolicyRule>,
+    rules: Vec<Rule>,
     default: DefaultPolicy,
+    group_paths: GroupPaths,
 }
 
 impl Policy {
+    /// Compiles `[[policy]]`; errors name the key at fault.
     pub fn new(config: &Config) -> Result<Policy, ConfigError> {
-        Ok(Policy { rules: config.policy.clone(), default: config.default_policy })
+        let gp = config.identity.group_paths;
+        let mut rules = Vec::new();
+        for (i, r) in config.policy.iter().enumerate() {
+            let key = format!("policy[{i}]");
+            let has_requirements = !(r.groups.is_empty()
+                && r.roles.is_empty()
+                && r.app_roles.is_empty()
+                && r.users.is_empty()
+                && r.emails.is_empty()
+                && r.email_domains.is_empty()
+                && r.expr.is_none());
+            if has_requirements && r.action != Action::Allow {
+                return Err(ConfigError::invalid(
+                    &key,
+                    "groups, roles, app_roles, users, emails, email_domains and expr apply only to action = \"allow\"",
+                ));
+            }
+            let mut methods = Vec::new();
+            for (j, m) in r.methods.iter().enumerate() {
+                let m = m.trim().to_ascii_uppercase();
+                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return Err(ConfigError::invalid(format!("{key}.methods[{j}]"), format!("`{m}` is not an HTTP method")));
+                }
+                methods.push(m);
+            }
+            let list = |field: &str, v: &[String]| -> Result<Vec<String>, ConfigError> {
+                match v.iter().position(|n| n.trim().is_empty()) {
+                    Some(j) => Err(ConfigError::invalid(format!("{key}.{field}[{j}]"), "is empty")),
+                    None => Ok(names::normalize_all(v)),
+                }
+            };
+            rules.push(Rule {
+                host: r.host.as_deref().map(|h| host_pattern(&format!("{key}.host"), h)).transpose()?,
+                path: r.path.as_deref().map(|p| path_pattern(&format!("{key}.path"), p)).transpose()?,
+                methods,
+                action: r.action,
+                groups: list("groups", &r.groups)?.iter().map(|g| names::normalize_group(g, gp)).collect(),
+                roles: list("roles", &r.roles)?,
+                app_roles: list("app_roles", &r.app_roles)?,
+                users: list("users", &r.users)?,
+                emails: list("emails", &r.emails)?,
+                email_domains: list("email_domains", &r.email_domains)?
+                    .into_iter()
+                    .map(|d| d.trim_start_matches('@').to_string())
+                    .collect(),
+                expr: r.expr.as_deref().map(|e| Expr::compile(&format!("{key}.expr"), e, Scope::Request)).transpose()?,
+            });
+        }
+        Ok(Policy { rules, default: config.default_policy, group_paths: gp })
     }
 
     /// True when the first rule matching this request is a `bypass`: the
     /// request needs no session at all.
     pub fn bypasses(&self, req: &RequestInfo) -> bool {
-        self.first_match(req).is_some_and(|(_, r)| r.action == Action::Bypass)
+        self.matching_rule(req).is_some_and(|(_, a)| a == Action::Bypass)
     }
 
-    /// Decides for a signed-in user.
-    pub fn decide(&self, req: &RequestInfo, identity: &Identity, _claims: &Claims) -> Decision {
-        match self.first_match(req) {
-            Some((i, rule)) => match rule.action {
-                Action::Bypass => Decision::Allow { rule: Some(i) },
-                Action::Deny => Decision::Deny { rule: Some(i), reason: format!("policy rule {i} denies this request") },
-                Action::Allow => {
-                    let ok = (rule.groups.is_empty() || rule.groups.iter().any(|g| identity.groups.contains(g)))
-                        && (rule.roles.is_empty() || rule.roles.contains(&identity.role))
-                        && (rule.users.is_empty() || rule.users.contains(&identity.user));
-                    if ok {
-                        Decision::Allow { rule: Some(i) }
-                    } else {
-                        Decision::Deny { rule: Some(i), reason: format!("policy rule {i} requirements not met") }
-                    }
-                }
-            },
-            None => match self.default {
+    /// The index and action of the first rule matching this request.
+    pub fn matching_rule(&self, req: &RequestInfo) -> Option<(usize, Action)> {
+        let path = normalize_path(&req.path);
+        let host = req.host.to_ascii_lowercase();
+        let method = req.method.to_ascii_uppercase();
+        self.rules
+            .iter()
+            .position(|r| {
+                r.host.as_ref().is_none_or(|h| match h {
+                    HostPattern::Exact(e) => *e == host,
+                    HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+                }) && r.path.as_ref().is_none_or(|p| match p {
+                    PathPattern::Prefix(prefix) => path_has_prefix(&path, prefix),
+                    PathPattern::Glob(g) => glob(g.as_bytes(), path.as_bytes()),
+                }) && (r.methods.is_empty() || r.methods.contains(&method))
+            })
+            .map(|i| (i, self.rules[i].action))
+    }
+
+    /// Decides for a signed-in user; expression errors are logged.
+    pub fn decide(&self, req: &RequestInfo, identity: &Identity, claims: &Claims) -> Decision {
+        let mut notes = Vec::new();
+        let d = self.decide_noting(req, identity, claims, &mut notes);
+        for note in notes {
+            tracing::warn!(event = "policy_note", user = %identity.user, "{note}");
+        }
+        d
+    }
+
+    /// As [`Policy::decide`], collecting expression errors in `notes`.
+    pub fn decide_noting(&self, req: &RequestInfo, identity: &Identity, claims: &Claims, notes: &mut Vec<String>) -> Decision {
+        let Some((i, action)) = self.matching_rule(req) else {
+            return match self.default {
                 DefaultPolicy::Allow => Decision::Allow { rule: None },
-                DefaultPolicy::Deny => Decision::Deny { rule: None, reason: "no policy rule matches".into() },
+                DefaultPolicy::Deny => {
+                    Decision::Deny { rule: None, reason: "no policy rule matches and default_policy is deny".into() }
+                }
+            };
+        };
+        match action {
+            Action::Bypass => Decision::Allow { rule: Some(i) },
+            Action::Deny => Decision::Deny { rule: Some(i), reason: format!("policy[{i}] denies this request") },
+            Action::Allow => match self.unmet(&self.rules[i], req, identity, claims, notes) {
+                None => Decision::Allow { rule: Some(i) },
+                Some(what) => Decision::Deny { rule: Some(i), reason: format!("policy[{i}] requires {what}") },
             },
         }
     }
 
-    fn first_match(&self, req: &RequestInfo) -> Option<(usize, &PolicyRule)> {
-        self.rules.iter().enumerate().find(|(_, r)| {
-            r.host.as_deref().is_none_or(|h| h.eq_ignore_ascii_case(&req.host))
-                && r.path.as_deref().is_none_or(|p| req.path.starts_with(p.trim_end_matches('*')))
-                && (r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method)))
-        })
+    /// The first requirement of `rule` the identity does not meet, if any.
+    fn unmet(&self, rule: &Rule, req: &RequestInfo, id: &Identity, claims: &Claims, notes: &mut Vec<String>) -> Option<String> {
+        let groups = names::normalize_groups(&id.groups, self.group_paths);
+        let roles = names::normalize_all(&id.roles);
+        let emails: Vec<String> = id.email.iter().chain(&id.person_email).map(|e| names::normalize(e)).collect();
+        let users = [names::normalize(&id.user), names::normalize(&id.person)];
+        let listed = |l: &[String]| l.join(", ");
+        if !rule.groups.is_empty() && !names::any_in(&rule.groups, &groups) {
+            return Some(format!("membership of one of the groups {}", listed(&rule.groups)));
+        }
+        if !rule.roles.is_empty() && !rule.roles.contains(&names::normalize(&id.role)) {
+            return Some(format!("one of the roles {} (the user's role is {})", listed(&rule.roles), id.role));
+        }
+        if !rule.app_roles.is_empty() && !names::any_in(&rule.app_roles, &roles) {
+            return Some(format!("one of the app roles {}", listed(&rule.app_roles)));
+        }
+        if !rule.users.is_empty() && !names::any_in(&rule.users, &users) {
+            return Some(format!("one of the users {}", listed(&rule.users)));
+        }
+        if !rule.emails.is_empty() && !names::any_in(&rule.emails, &emails) {
+            return Some(format!("one of the emails {}", listed(&rule.emails)));
+        }
+        if !rule.email_domains.is_empty()
+            && !emails.iter().filter_map(|e| names::email_domain(e)).any(|d| rule.email_domains.contains(&d))
+        {
+            return Some(format!("an email in one of the domains {}", listed(&rule.email_domains)));
+        }
+        if let Some(e) = &rule.expr {
+            let vars = Vars {
+                claims,
+                groups: &groups,
+                roles: &roles,
+                user: &id.user,
+                email: id.email.as_deref().unwrap_or(""),
+                request: Some((&id.role, &id.person, req)),
+            };
+            if !crate::identity::eval_logged(e, &vars, notes) {
+                return Some(format!("its expression ({}) to be true", e.key()));
+            }
+        }
+        None
     }
 }
+
+fn host_pattern(key: &str, host: &str) -> Result<HostPattern, ConfigError> {
+    let h = host.trim().to_ascii_lowercase();
+    let (suffix, name) = match h.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, h.as_str()),
+    };
+    let valid = !name.is_empty()
+        && name.split('.').all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if !valid {
+        return Err(ConfigError::invalid(
+            key,
+            format!("`{host}` is not a host name (write `photos.example.com` or `*.example.com`, without scheme, port or path)"),
+        ));
+    }
+    Ok(if suffix { HostPattern::Suffix(format!(".{name}")) } else { HostPattern::Exact(name.to_string()) })
+}
+
+fn path_pattern(key: &str, path: &str) -> Result<PathPattern, ConfigError> {
+    if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(ConfigError::invalid(key, format!("`{path}` must be a path starting with /")));
+    }
+    if path.contains('#') {
+        return Err(ConfigError::invalid(key, "matches the path only, without a fragment"));
+    }
+    let path = normalize_path(path);
+    Ok(if path.contains(['*', '?']) { PathPattern::Glob(path) } else { PathPattern::Prefix(path) })
+}
+
+/// Collapses repeated slashes and decodes percent-encoded unreserved
+/// characters, the way the upstream will read the path.
+pub fn normalize_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(c) = hex.filter(|c| c.is_ascii_alphanumeric() || b"-._~".contains(c)) {
+                out.push(c);
+                i += 3;
+                continue;
+            }
+        }
+        if !(b == b'/' && out.last() == Some(&b'/')) {
+            out.push(b);
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| path.to_string())
+}
+
+/// `/admin` matches `/admin`, `/admin/` and `/admin/x`, not `/administrator`;
+/// `/admin/` matches `/admin/x`.
+fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    path.starts_with(prefix)
+        && (prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
+}
+
+/// `*` matches any run of bytes (`/` included), `?` exactly one character.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == text[t] || pattern[p] == b'?') {
+            if pattern[p] == b'?' {
+                // One whole UTF-8 character.
+                t += 1;
+                while t < text.len() && (text[t] & 0xC0) == 0x80 {
+                    t += 1;
+                }
+            } else {
+                t += 1;
+            }
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+#[cfg(test)]
+mod tests;

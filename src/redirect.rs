@@ -8,8 +8,9 @@
 
 use url::Url;
 
-/// Longest return URL accepted.
-pub const MAX_LEN: usize = 4096;
+/// Longest return URL accepted (it travels in the login cookie, which
+/// browsers keep only under 4 KiB).
+pub const MAX_LEN: usize = 2048;
 
 /// Why a return URL was refused. The text is safe to show the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::SessionConfig;
-use crate::identity::{Mapper, merge_claims};
+use crate::identity::Mapper;
 use crate::oidc::{Oidc, OidcError};
 use crate::session::{Session, SessionStore, StoreError, StoreKey, unix_now};
 
@@ -31,6 +31,7 @@ pub struct Upkeep<'a> {
     pub store: &'a Arc<dyn SessionStore>,
     pub oidc: &'a Oidc,
     pub mapper: &'a Mapper,
+    pub graph: &'a crate::graph::Graph,
     pub config: &'a SessionConfig,
 }
 
@@ -103,13 +104,19 @@ impl Upkeep<'_> {
                 return Ok(None);
             }
         };
-        let fresh: Vec<&crate::identity::Claims> =
-            refreshed.id_claims.iter().chain(refreshed.userinfo_claims.iter()).collect();
-        let (claims, identity) = if fresh.is_empty() {
+        let (claims, identity) = if refreshed.id_claims.is_none() && refreshed.userinfo_claims.is_none() {
             (session.claims.clone(), session.identity.clone())
         } else {
-            let claims = merge_claims(&fresh);
-            match self.mapper.map(&claims) {
+            // Merged exactly as at login; without a new ID token, the
+            // session's protocol claims (`sub`, `iss`, ...) stand in for it.
+            let id = refreshed.id_claims.clone().unwrap_or_else(|| crate::claims::protocol_claims(&session.claims));
+            // Group memberships are looked up again too (Graph's cache
+            // applies), so a removal from a group takes effect here.
+            let (claims, identity) = self
+                .mapper
+                .derive(self.graph, &id, refreshed.userinfo_claims.as_ref(), Some(&refreshed.access_token))
+                .await;
+            match identity {
                 Ok(identity) => (claims, identity),
                 Err(refusal) => {
                     self.store.delete(key).await?;
@@ -194,7 +201,8 @@ mod tests {
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(10));
         let oidc = Oidc::new(&config);
         let mapper = Mapper::new(&config).unwrap();
-        let upkeep = Upkeep { store: &store, oidc: &oidc, mapper: &mapper, config: &config.session };
+        let graph = crate::graph::Graph::new(&config).unwrap();
+        let upkeep = Upkeep { store: &store, oidc: &oidc, mapper: &mapper, graph: &graph, config: &config.session };
         let now = unix_now();
 
         let idle = SessionId::generate().store_key();

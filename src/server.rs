@@ -25,7 +25,7 @@ use url::Url;
 
 use crate::config::Config;
 use crate::headers::IdentityHeaders;
-use crate::identity::{Identity, Mapper, merge_claims};
+use crate::identity::{Identity, Mapper};
 use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
 use crate::policy::{Decision, Policy, RequestInfo};
 use crate::redirect::Redirects;
@@ -37,6 +37,9 @@ type Body = Full<Bytes>;
 
 /// Longest time a connection may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most bytes of request line and headers read for one request.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+// hyper also refuses more than 100 headers in one request (431).
 /// Longest time in-flight requests get to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Login cookies kept at once per browser (one per open login tab).
@@ -60,6 +63,7 @@ pub struct App {
     sealer: Sealer,
     oidc: Arc<Oidc>,
     mapper: Mapper,
+    graph: crate::graph::Graph,
     policy: Policy,
     headers: IdentityHeaders,
     upstream: crate::headers::UpstreamHeaders,
@@ -88,6 +92,7 @@ impl App {
         Ok(Arc::new(App {
             sealer: Sealer::new(&config.session.keys),
             mapper: Mapper::new(&config)?,
+            graph: crate::graph::Graph::new(&config)?,
             policy: Policy::new(&config)?,
             headers: IdentityHeaders::new(&config.headers)?,
             upstream: crate::headers::UpstreamHeaders::load(&config.upstream_headers)?,
@@ -102,7 +107,13 @@ impl App {
 
 impl App {
     fn upkeep(&self) -> crate::refresh::Upkeep<'_> {
-        crate::refresh::Upkeep { store: &self.store, oidc: &self.oidc, mapper: &self.mapper, config: &self.config.session }
+        crate::refresh::Upkeep {
+            store: &self.store,
+            oidc: &self.oidc,
+            mapper: &self.mapper,
+            graph: &self.graph,
+            config: &self.config.session,
+        }
     }
 }
 
@@ -123,9 +134,19 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(64 * 1024);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES);
+    // At most `max_connections` at once; beyond that, new connections wait
+    // in the kernel's backlog.
+    let slots = Arc::new(tokio::sync::Semaphore::new(app.config.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -144,6 +165,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
                 });
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -385,11 +407,11 @@ async fn callback_inner(
             return page(req, status, "Sign-in failed", message);
         }
     };
-    let claims = match &result.userinfo_claims {
-        Some(userinfo) => merge_claims(&[&result.id_claims, userinfo]),
-        None => result.id_claims.clone(),
-    };
-    let identity = match app.mapper.map(&claims) {
+    let (claims, identity) = app
+        .mapper
+        .derive(&app.graph, &result.id_claims, result.userinfo_claims.as_ref(), Some(&result.access_token))
+        .await;
+    let identity = match identity {
         Ok(i) => i,
         Err(refusal) => {
             let sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("");
@@ -537,10 +559,33 @@ async fn backchannel_logout(app: &App, req: Request<Incoming>) -> Response<Body>
 
 async fn userinfo(app: &App, req: &Request<Incoming>) -> Response<Body> {
     match load_session(app, req.headers()).await {
+        Ok(Some(loaded)) if app.config.debug_explain => debug_explain(app, req, &loaded.session),
         Ok(Some(loaded)) => json(StatusCode::OK, &identity_json(&loaded.session.identity)),
         Ok(None) => json(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": "not signed in"})),
         Err(_) => json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "session store unavailable"})),
     }
+}
+
+/// `debug_explain = true`: the session's identity plus the explanation of
+/// its claims under the current configuration, and the policy decision for
+/// `?url=...&method=...` when given.
+fn debug_explain(app: &App, req: &Request<Incoming>, session: &Session) -> Response<Body> {
+    let request = match query_param(req, "url") {
+        Some(url) => match crate::explain::request_info(&url, &query_param(req, "method").unwrap_or_else(|| "GET".into())) {
+            Ok(r) => Some(r),
+            Err(reason) => return json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": reason})),
+        },
+        None => None,
+    };
+    let explainer =
+        crate::explain::Explainer { config: &app.config, mapper: &app.mapper, policy: &app.policy, headers: &app.headers };
+    let explanation = explainer.explain(&session.claims, request.as_ref());
+    let mut body = identity_json(&session.identity);
+    body["explain"] = explanation.to_json(&app.config);
+    if explanation.mapping.result.as_ref().ok() != Some(&session.identity) {
+        body["note"] = "this session was mapped under an earlier configuration; verify uses the session's identity until the next sign-in or token refresh".into();
+    }
+    json(StatusCode::OK, &body)
 }
 
 fn identity_json(identity: &Identity) -> serde_json::Value {

@@ -3,6 +3,7 @@
 //! app behind them, and a browser-like HTTP client.
 #![allow(dead_code)]
 
+pub mod graph;
 pub mod idp;
 pub mod proxy;
 pub mod redis;

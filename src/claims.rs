@@ -1,0 +1,315 @@
+//! Reading claims: where a value lives, what shape it has, and merging the
+//! provider's sources into one view.
+//!
+//! A claim path is a top-level key (`groups`, `https://example.com/groups`,
+//! `urn:zitadel:iam:org:project:roles`) or a dotted path into nested objects
+//! (`realm_access.roles`, `resource_access.my-client.roles`). Keys that
+//! themselves contain dots are found too: at each level the longest key that
+//! exists wins. A list claim may be an array, a single string, or an object
+//! whose keys are the values (Zitadel's role object).
+//!
+//! Only the ID token's signature is verified. Userinfo and the access token
+//! come straight from the provider over TLS (userinfo with our access token,
+//! the access token from the authenticated token endpoint), so their claims
+//! are trusted as the provider's answer; the protocol claims (`sub`, `iss`,
+//! `aud`, `exp`, ...) are always taken from the ID token.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+/// Claims as JSON: the merged view of every source the provider gave us.
+pub type Claims = Map<String, Value>;
+
+/// Claims that describe the token, not the person: only the verified ID
+/// token may supply them.
+const PROTOCOL_CLAIMS: &[&str] =
+    &["iss", "sub", "aud", "azp", "exp", "iat", "nbf", "nonce", "sid", "auth_time", "at_hash", "c_hash", "jti"];
+
+/// Where claims come from, in the order `identity.claim_sources` lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimSource {
+    IdToken,
+    Userinfo,
+    /// Read only when the access token is a JWT; its signature is not checked.
+    AccessToken,
+}
+
+/// One or more claim paths: written as a string or a list of strings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimPaths(pub Vec<String>);
+
+impl ClaimPaths {
+    pub fn one(path: &str) -> ClaimPaths {
+        ClaimPaths(vec![path.to_string()])
+    }
+}
+
+impl<'de> Deserialize<'de> for ClaimPaths {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        match OneOrMany::deserialize(d) {
+            Ok(OneOrMany::One(s)) => Ok(ClaimPaths(vec![s])),
+            Ok(OneOrMany::Many(v)) => Ok(ClaimPaths(v)),
+            Err(_) => Err(serde::de::Error::custom("expected a claim path or a list of claim paths")),
+        }
+    }
+}
+
+impl Serialize for ClaimPaths {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+/// The value at `path`, if any.
+pub fn lookup<'a>(claims: &'a Claims, path: &str) -> Option<&'a Value> {
+    if let Some(v) = claims.get(path) {
+        return Some(v);
+    }
+    // Longest existing key first, so `a.b.c` prefers key `a.b` over `a`.
+    for (i, _) in path.match_indices('.').collect::<Vec<_>>().into_iter().rev() {
+        if let Some(Value::Object(inner)) = claims.get(&path[..i])
+            && let Some(v) = lookup(inner, &path[i + 1..])
+        {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// A scalar claim as text: a string, or a number written out.
+pub fn text(claims: &Claims, path: &str) -> Option<String> {
+    match lookup(claims, path)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A list claim's values: array items, a single string, or an object's keys.
+pub fn values(value: Option<&Value>) -> Vec<String> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    match value {
+        Some(Value::Array(items)) => items.iter().filter_map(scalar).collect(),
+        Some(Value::Object(map)) => map.keys().cloned().collect(),
+        Some(v) => scalar(v).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Merges sources in order: a later source fills what an earlier one lacks,
+/// nested objects are merged key by key, and the list claims at `unite`
+/// paths are united across all sources.
+pub fn merge(sources: &[&Claims], unite: &[&str]) -> Claims {
+    let mut out = Claims::new();
+    for source in sources {
+        merge_into(&mut out, source, "", unite);
+    }
+    out
+}
+
+fn merge_into(out: &mut Claims, source: &Claims, prefix: &str, unite: &[&str]) {
+    for (key, value) in source {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match out.get_mut(key) {
+            None => {
+                out.insert(key.clone(), value.clone());
+            }
+            Some(Value::Object(existing)) if value.is_object() => {
+                if let Value::Object(more) = value {
+                    merge_into(existing, more, &path, unite);
+                }
+            }
+            Some(existing) if unite.contains(&path.as_str()) => {
+                let mut items = match std::mem::take(existing) {
+                    Value::Array(a) => a,
+                    Value::Null => Vec::new(),
+                    other => vec![other],
+                };
+                let more = match value {
+                    Value::Array(a) => a.clone(),
+                    other => vec![other.clone()],
+                };
+                for item in more {
+                    if !items.contains(&item) {
+                        items.push(item);
+                    }
+                }
+                *existing = Value::Array(items);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Merges the sources in the configured order; protocol claims come from
+/// the ID token only.
+pub fn merge_sources(order: &[ClaimSource], id_token: &Claims, others: &[(ClaimSource, &Claims)], unite: &[&str]) -> Claims {
+    let mut list: Vec<&Claims> = Vec::new();
+    for source in order {
+        if *source == ClaimSource::IdToken {
+            list.push(id_token);
+        } else {
+            list.extend(others.iter().filter(|(s, _)| s == source).map(|(_, c)| *c));
+        }
+    }
+    let mut merged = merge(&list, unite);
+    for key in PROTOCOL_CLAIMS {
+        match id_token.get(*key) {
+            Some(v) => merged.insert((*key).to_string(), v.clone()),
+            None => merged.remove(*key),
+        };
+    }
+    merged
+}
+
+/// Only the protocol claims of `claims` (`sub`, `iss`, `aud`, ...).
+pub fn protocol_claims(claims: &Claims) -> Claims {
+    claims.iter().filter(|(k, _)| PROTOCOL_CLAIMS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The payload of an access token when it is a JWT (`header.payload.sig`
+/// with a JSON header naming an `alg`); `None` for an opaque token. The
+/// signature is not checked: see the module documentation.
+pub fn access_token_claims(token: &str) -> Option<Claims> {
+    let mut parts = token.split('.');
+    let (header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let decode = |part: &str| -> Option<Claims> {
+        let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    decode(header)?.get("alg")?.as_str()?;
+    decode(payload)
+}
+
+/// True when the token says groups were left out because there are too
+/// many (Entra ID's group overage): `_claim_names.groups`, or `hasgroups`.
+pub fn group_overage(claims: &Claims, groups_paths: &[String]) -> bool {
+    let named = match claims.get("_claim_names") {
+        Some(Value::Object(names)) => names.contains_key("groups") || groups_paths.iter().any(|p| names.contains_key(p)),
+        _ => false,
+    };
+    let has_groups = matches!(claims.get("hasgroups"), Some(Value::Bool(true)))
+        || matches!(claims.get("hasgroups"), Some(Value::String(s)) if s.eq_ignore_ascii_case("true"));
+    named || has_groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Claims {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn paths_reach_nested_and_url_keys() {
+        let c = obj(json!({
+            "groups": ["a"],
+            "realm_access": {"roles": ["r1"]},
+            "resource_access": {"my.client": {"roles": ["c1"]}},
+            "https://example.com/groups": ["u1"],
+            "https://example.com": {"nested": "no"},
+        }));
+        let cases = [
+            ("groups", json!(["a"])),
+            ("realm_access.roles", json!(["r1"])),
+            ("resource_access.my.client.roles", json!(["c1"])),
+            ("https://example.com/groups", json!(["u1"])),
+        ];
+        for (path, want) in cases {
+            assert_eq!(lookup(&c, path), Some(&want), "{path}");
+        }
+        assert_eq!(lookup(&c, "realm_access.missing"), None);
+        assert_eq!(lookup(&c, "groups.0"), None);
+    }
+
+    #[test]
+    fn list_values_have_three_shapes() {
+        let cases = [
+            (json!(["a", "b", 7, {"x": 1}]), vec!["a", "b", "7"]),
+            (json!("solo"), vec!["solo"]),
+            (json!({"admin": {"123": "org"}, "viewer": {}}), vec!["admin", "viewer"]),
+            (json!(true), vec![]),
+        ];
+        for (value, want) in cases {
+            assert_eq!(values(Some(&value)), want, "{value}");
+        }
+        assert!(values(None).is_empty());
+    }
+
+    #[test]
+    fn merge_fills_gaps_and_unites_list_claims() {
+        let id = obj(json!({"sub": "1", "name": "Id", "groups": ["a"], "realm_access": {"roles": ["r1"]}}));
+        let ui = obj(json!({"sub": "1", "name": "Userinfo", "email": "e@x", "groups": ["b", "a"], "realm_access": {"roles": ["r2"], "x": 1}}));
+        let m = merge(&[&id, &ui], &["groups", "realm_access.roles"]);
+        assert_eq!(m["name"], "Id");
+        assert_eq!(m["email"], "e@x");
+        assert_eq!(m["groups"], json!(["a", "b"]));
+        assert_eq!(m["realm_access"], json!({"roles": ["r1", "r2"], "x": 1}));
+        // Without `unite`, the first source's list is kept.
+        assert_eq!(merge(&[&id, &ui], &[])["groups"], json!(["a"]));
+    }
+
+    #[test]
+    fn protocol_claims_come_only_from_the_id_token() {
+        let id = obj(json!({"sub": "person", "aud": "portcullis", "name": "Id"}));
+        let at = obj(json!({"sub": "other", "aud": "api", "scp": "x", "sid": "s"}));
+        let order = [ClaimSource::AccessToken, ClaimSource::IdToken];
+        let m = merge_sources(&order, &id, &[(ClaimSource::AccessToken, &at)], &[]);
+        assert_eq!(m["sub"], "person");
+        assert_eq!(m["aud"], "portcullis");
+        assert_eq!(m["scp"], "x");
+        assert!(!m.contains_key("sid"));
+        // A source missing from `order` is not read.
+        let m = merge_sources(&[ClaimSource::IdToken], &id, &[(ClaimSource::AccessToken, &at)], &[]);
+        assert!(!m.contains_key("scp"));
+        assert_eq!(protocol_claims(&at), obj(json!({"sub": "other", "aud": "api", "sid": "s"})));
+    }
+
+    #[test]
+    fn access_token_is_read_only_when_it_is_a_jwt() {
+        let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let jwt = format!("{}.{}.sig", enc(json!({"alg": "RS256"})), enc(json!({"roles": ["x"]})));
+        assert_eq!(access_token_claims(&jwt).unwrap()["roles"], json!(["x"]));
+        for opaque in ["opaque-token", "a.b", "a.b.c", &format!("{}.{}.s", enc(json!({"typ": "x"})), enc(json!({})))] {
+            assert!(access_token_claims(opaque).is_none(), "{opaque}");
+        }
+        let jwe = format!("{}.{}.c.d.e", enc(json!({"alg": "RSA-OAEP"})), enc(json!({})));
+        assert!(access_token_claims(&jwe).is_none());
+    }
+
+    #[test]
+    fn overage_markers_are_detected() {
+        let groups = vec!["groups".to_string()];
+        let cases = [
+            (json!({"_claim_names": {"groups": "src1"}}), true),
+            (json!({"hasgroups": true}), true),
+            (json!({"hasgroups": "true"}), true),
+            (json!({"_claim_names": {"other": "src1"}}), false),
+            (json!({"groups": ["a"]}), false),
+        ];
+        for (claims, want) in cases {
+            assert_eq!(group_overage(&obj(claims.clone()), &groups), want, "{claims}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Policy tests: bypass, deny, role-restricted paths, host wildcards.
+
+use super::*;
+
+/// Top-level keys (`default_policy`) must come before any table.
+fn with_base(toml: &str) -> String {
+    format!("public_url = \"https://auth.example.com\"\n{toml}\n{OIDC}")
+}
+
+const OIDC: &str = r#"
+[oidc]
+issuer = "https://id.example.com"
+client_id = "portcullis"
+client_secret = "s3cret"
+"#;
+
+const POLICY: &str = r#"
+default_policy = "allow"
+
+[[policy]]
+host = "photos.example.com"
+path = "/api/shared-link/*"
+action = "bypass"
+
+[[policy]]
+host = "photos.example.com"
+path = "/share"
+methods = ["GET", "head"]
+action = "bypass"
+
+[[policy]]
+host = "admin.example.com"
+action = "allow"
+roles = ["admin"]
+
+[[policy]]
+host = "*.internal.example.com"
+action = "deny"
+
+[[policy]]
+host = "wiki.example.com"
+path = "/admin"
+action = "allow"
+groups = ["Wiki-Admins", "/staff"]
+email_domains = ["example.com"]
+
+[[policy]]
+host = "photos.example.com"
+path = "/api/admin/*/delete"
+action = "allow"
+expr = 'request.method == "POST" && role == "admin" && "photos.manage" in roles'
+
+[[policy]]
+host = "files.example.com"
+action = "allow"
+users = ["alice"]
+"#;
+
+fn policy(toml: &str) -> Policy {
+    Policy::new(&Config::from_toml_str(&with_base(toml)).unwrap()).unwrap()
+}
+
+/// The request as verify builds it from the original URL.
+fn req(method: &str, url: &str) -> RequestInfo {
+    let u = url::Url::parse(url).unwrap();
+    RequestInfo { host: u.host_str().unwrap().to_ascii_lowercase(), path: u.path().to_string(), method: method.into() }
+}
+
+fn identity(user: &str, role: &str, groups: &[&str], email: &str) -> Identity {
+    Identity {
+        user: user.into(),
+        person: user.into(),
+        role: role.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        email: Some(email.into()),
+        person_email: Some(email.into()),
+        subject: format!("sub-{user}"),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn bypass_rules_need_no_login() {
+    let p = policy(POLICY);
+    let cases = [
+        ("GET", "https://photos.example.com/api/shared-link/abc", true),
+        ("POST", "https://photos.example.com/api/shared-link/abc/assets/1", true),
+        ("GET", "https://PHOTOS.example.com/api/shared-link/x", true),
+        ("GET", "https://photos.example.com/api/shared-link", false),
+        ("GET", "https://photos.example.com/api/albums", false),
+        ("GET", "https://other.example.com/api/shared-link/abc", false),
+        ("GET", "https://photos.example.com/share", true),
+        ("HEAD", "https://photos.example.com/share/x", true),
+        ("POST", "https://photos.example.com/share", false),
+        ("GET", "https://photos.example.com/shared", false),
+        // Traversal and encoding cannot reach outside a bypass.
+        ("GET", "https://photos.example.com/api/shared-link/../albums", false),
+        ("GET", "https://photos.example.com/api/shared-link/%2e%2e/albums", false),
+    ];
+    for (method, url, want) in cases {
+        assert_eq!(p.bypasses(&req(method, url)), want, "{method} {url}");
+    }
+}
+
+#[test]
+fn decisions_per_host_path_and_identity() {
+    let p = policy(POLICY);
+    let admin = identity("ada", "admin", &["admins"], "ada@example.com");
+    let user = identity("bob", "user", &["wiki-admins"], "bob@example.com");
+    let outsider = identity("eve", "user", &["wiki-admins"], "eve@elsewhere.example");
+    let claims = Claims::new();
+    let allow = |rule| Decision::Allow { rule };
+    let cases: Vec<(&str, &str, &Identity, Result<Decision, &str>)> = vec![
+        ("GET", "https://admin.example.com/", &admin, Ok(allow(Some(2)))),
+        ("GET", "https://admin.example.com/settings", &user, Err("policy[2] requires one of the roles admin")),
+        ("GET", "https://a.internal.example.com/", &admin, Err("policy[3] denies")),
+        ("GET", "https://a.b.internal.example.com/x", &admin, Err("policy[3] denies")),
+        ("GET", "https://internal.example.com/", &user, Ok(allow(None))),
+        ("GET", "https://wiki.example.com/admin/pages", &user, Ok(allow(Some(4)))),
+        ("GET", "https://wiki.example.com/admin", &outsider, Err("domains example.com")),
+        ("GET", "https://wiki.example.com/admin", &admin, Err("groups wiki-admins, staff")),
+        ("GET", "https://wiki.example.com//admin", &admin, Err("policy[4]")),
+        ("GET", "https://wiki.example.com/%61dmin", &admin, Err("policy[4]")),
+        ("GET", "https://wiki.example.com/administrator", &admin, Ok(allow(None))),
+        ("GET", "https://wiki.example.com/pages", &outsider, Ok(allow(None))),
+        ("POST", "https://photos.example.com/api/admin/album/7/delete", &admin, Err("expression (policy[5].expr)")),
+        ("GET", "https://files.example.com/", &admin, Err("one of the users alice")),
+    ];
+    for (method, url, who, want) in cases {
+        let got = p.decide(&req(method, url), who, &claims);
+        match (&want, &got) {
+            (Ok(d), _) => assert_eq!(&got, d, "{method} {url} as {}", who.user),
+            (Err(text), Decision::Deny { reason, .. }) => {
+                assert!(reason.contains(text), "{method} {url} as {}: {reason}", who.user)
+            }
+            (Err(_), _) => panic!("{method} {url} as {}: {got:?}", who.user),
+        }
+    }
+    let mut manager = admin.clone();
+    manager.roles = vec!["Photos.Manage".into()];
+    let r = req("POST", "https://photos.example.com/api/admin/album/7/delete");
+    assert_eq!(p.decide(&r, &manager, &claims), Decision::Allow { rule: Some(5) });
+}
+
+#[test]
+fn users_and_emails_match_the_mapped_user_or_the_person() {
+    let p = policy("[[policy]]\naction = \"allow\"\nusers = [\"Alice\"]\n[[policy]]\naction = \"deny\"");
+    let mut shared = identity("family", "user", &[], "family@example.com");
+    shared.person = "alice".into();
+    let r = req("GET", "https://x.example.com/");
+    assert_eq!(p.decide(&r, &shared, &Claims::new()), Decision::Allow { rule: Some(0) });
+    let p = policy("[[policy]]\naction = \"allow\"\nemails = [\"alice@example.com\"]");
+    shared.person_email = Some("alice@example.com".into());
+    assert_eq!(p.decide(&r, &shared, &Claims::new()), Decision::Allow { rule: Some(0) });
+}
+
+#[test]
+fn default_policy_deny() {
+    let p = policy("default_policy = \"deny\"\n[[policy]]\nhost = \"open.example.com\"\naction = \"allow\"");
+    let who = identity("u", "user", &[], "u@example.com");
+    assert_eq!(p.decide(&req("GET", "https://open.example.com/"), &who, &Claims::new()), Decision::Allow { rule: Some(0) });
+    let d = p.decide(&req("GET", "https://closed.example.com/"), &who, &Claims::new());
+    assert!(matches!(d, Decision::Deny { rule: None, ref reason } if reason.contains("default_policy is deny")), "{d:?}");
+}
+
+#[test]
+fn globs_and_prefixes() {
+    let cases = [
+        ("/api/*", "/api/x/y", true),
+        ("/api/*", "/api", false),
+        ("/*.png", "/a/b.png", true),
+        ("/img/?.png", "/img/é.png", true),
+        ("/img/?.png", "/img/ab.png", false),
+        ("/a*b*c", "/aXXbYYc", true),
+        ("/a*b*c", "/aXXbYY", false),
+    ];
+    for (pattern, path, want) in cases {
+        assert_eq!(glob(pattern.as_bytes(), path.as_bytes()), want, "{pattern} {path}");
+    }
+    assert!(path_has_prefix("/admin/x", "/admin"));
+    assert!(path_has_prefix("/admin", "/admin"));
+    assert!(!path_has_prefix("/administrator", "/admin"));
+    assert!(path_has_prefix("/admin/x", "/admin/"));
+    assert_eq!(normalize_path("//a///%62%2Fc%7e"), "/a/b%2Fc~");
+}
+
+#[test]
+fn start_up_errors_name_the_key() {
+    let cases = [
+        ("[[policy]]\nhost = \"https://x.example.com\"\naction = \"deny\"", "policy[0].host"),
+        ("[[policy]]\nhost = \"x.*.com\"\naction = \"deny\"", "policy[0].host"),
+        ("[[policy]]\nhost = \"x.example.com:8443\"\naction = \"deny\"", "policy[0].host"),
+        ("[[policy]]\npath = \"admin\"\naction = \"deny\"", "policy[0].path"),
+        ("[[policy]]\naction = \"deny\"\nmethods = [\"GE T\"]", "policy[0].methods[0]"),
+        ("[[policy]]\naction = \"bypass\"\ngroups = [\"a\"]", "policy[0]"),
+        ("[[policy]]\naction = \"allow\"\nexpr = \"reqest.host == 1\"", "policy[0].expr"),
+        ("[[policy]]\naction = \"allow\"\nroles = [\" \"]", "policy[0].roles[0]"),
+        ("[[policy]]\naction = \"maybe\"", "policy"),
+    ];
+    for (toml, key) in cases {
+        let err = Config::from_toml_str(&with_base(toml)).unwrap_err().to_string();
+        assert!(err.contains(key), "{toml}\n=> {err}");
+    }
+}
