@@ -32,10 +32,13 @@ pub fn normalize(name: &str) -> String {
 pub fn normalize_group(name: &str, paths: GroupPaths) -> String {
     let n = normalize(name);
     let Some(path) = n.strip_prefix('/') else { return n };
-    let path = path.trim_end_matches('/');
+    // Trailing slashes and white space go together (`/family/ /`), and a
+    // name cut out of a path is trimmed like any name, so that normalising
+    // twice changes nothing (`/ family` → `family`, not ` family`).
+    let path = path.trim_end_matches(|c: char| c == '/' || c.is_whitespace());
     match paths {
-        GroupPaths::Leaf => path.rsplit('/').next().unwrap_or(path).to_string(),
-        GroupPaths::Full if !path.contains('/') => path.to_string(),
+        GroupPaths::Leaf => path.rsplit('/').next().unwrap_or(path).trim().to_string(),
+        GroupPaths::Full if !path.contains('/') => path.trim().to_string(),
         GroupPaths::Full => format!("/{path}"),
     }
 }
@@ -79,6 +82,9 @@ mod tests {
             ("/school/kids", "/family/kids", GroupPaths::Full, false),
             ("Ärzte", "ärzte", GroupPaths::Full, true),
             ("family", "families", GroupPaths::Full, false),
+            ("/ Family", "family", GroupPaths::Full, true),
+            ("/family/ kids", "kids", GroupPaths::Leaf, true),
+            ("/family/kids/ /", "/family/kids", GroupPaths::Full, true),
         ];
         for (token, config, mode, want) in cases {
             let same = normalize_group(token, mode) == normalize_group(config, mode);

@@ -72,6 +72,12 @@ impl Redirects {
             return Err(RedirectError("must be an http(s) URL or a path starting with /"));
         };
         self.check_url(&url)?;
+        // Percent-encoding can triple a URL's length (`<` → `%3C`): bound
+        // what is kept and sent, not only what came in, or the login cookie
+        // carrying it grows past what browsers keep and the login fails.
+        if url.as_str().len() > MAX_LEN {
+            return Err(RedirectError("too long"));
+        }
         Ok(url)
     }
 
@@ -151,6 +157,16 @@ mod tests {
         ] {
             assert!(r.validate(bad, Some(&base())).is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn length_is_bounded_after_percent_encoding() {
+        let r = r();
+        let path = format!("/{}", "<".repeat(MAX_LEN / 2));
+        assert!(path.len() <= MAX_LEN);
+        assert_eq!(r.validate(&path, Some(&base())), Err(RedirectError("too long")));
+        let fits = format!("/{}", "<".repeat((MAX_LEN - "https://example.com/".len()) / 3));
+        assert!(r.validate(&fits, Some(&base())).unwrap().as_str().len() <= MAX_LEN);
     }
 
     #[test]

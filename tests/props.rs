@@ -194,6 +194,7 @@ fn check_accepted(input: &str, out: &Url, base: Option<&Url>) -> Result<(), Test
     // Nothing that could end the Location header.
     prop_assert!(!out.as_str().bytes().any(|b| b < 0x20 || b == 0x7f), "{:?} -> {:?}", input, out.as_str());
     prop_assert!(HeaderValue::from_str(out.as_str()).is_ok());
+    prop_assert!(out.as_str().len() <= portcullis::redirect::MAX_LEN, "{:?} -> {} bytes", input, out.as_str().len());
     // A browser, which parses by the same WHATWG rules, goes to the same host.
     let browser = if input.starts_with('/') { base.unwrap().join(input) } else { Url::parse(input) };
     let browser = browser.map_err(|e| TestCaseError::fail(format!("{input:?} accepted but a browser cannot parse it: {e}")))?;
@@ -242,6 +243,39 @@ proptest! {
         let out = redirects().validate(&relative, Some(&base)).map_err(|e| TestCaseError::fail(format!("{relative:?} refused: {e}")))?;
         check_accepted(&relative, &out, Some(&base))?;
         prop_assert_eq!(out.host_str(), Some("example.com"));
+    }
+}
+
+/// Long return URLs of characters that percent-encoding expands.
+fn long_return_url() -> impl Strategy<Value = String> {
+    (
+        select(&["/", "https://example.com/", "https://photos.apps.example.org/"][..]),
+        proptest::collection::vec(select(&["a", "<", "\"", "{", "`", "\u{e9}", "\u{1F600}", "%", "?", "#", "/"][..]), 300..2100),
+    )
+        .prop_map(|(start, pieces)| format!("{start}{}", pieces.concat()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Every accepted return URL fits in the login cookie that carries it
+    /// through the provider, so the callback can open it again.
+    #[test]
+    fn accepted_return_urls_fit_in_the_login_cookie(rd in long_return_url()) {
+        let base = Url::parse("https://example.com/").unwrap();
+        let Ok(out) = redirects().validate(&rd, Some(&base)) else { return Ok(()) };
+        let attempt = portcullis::oidc::LoginAttempt {
+            // As long as they get: 32 random bytes in base64url, a 128-character PKCE verifier.
+            state: "s".repeat(43),
+            nonce: "n".repeat(43),
+            verifier: "v".repeat(128),
+            rd: out.to_string(),
+            created_at: u64::MAX,
+        };
+        let payload = serde_json::to_vec(&attempt).unwrap();
+        let sealed = sealer().seal(Purpose::Login, &payload);
+        prop_assert!(sealed.len() <= MAX_SEALED_LEN, "{} bytes of return URL make a {} byte cookie", out.as_str().len(), sealed.len());
+        prop_assert_eq!(sealer().open(Purpose::Login, &sealed).map(|o| o.payload), Some(payload));
     }
 }
 
@@ -412,11 +446,14 @@ proptest! {
         email in proptest::option::of(claim_text()),
         name in proptest::option::of(claim_text()),
         groups in proptest::collection::vec(claim_text(), 0..6),
+        header_groups in proptest::option::of(proptest::collection::vec(claim_text(), 0..6)),
         role in claim_text(),
         person in claim_text(),
     ) {
         let headers = IdentityHeaders::new(&names).unwrap();
-        let identity = Identity { user, email, name, groups: groups.clone(), role, person, ..Default::default() };
+        let identity = Identity { user, email, name, groups: groups.clone(), header_groups: header_groups.clone(), role, person, ..Default::default() };
+        // The groups header carries the display names when there are any.
+        let groups = header_groups.unwrap_or(groups);
         let mut out = HeaderMap::new();
         headers.write(&identity, &mut out);
         let expected: Vec<String> = [&names.user, &names.email, &names.name, &names.groups, &names.role, &names.subject]
@@ -440,6 +477,180 @@ proptest! {
         if plain && !groups.is_empty() && names.groups_separator.trim() == names.groups_separator {
             let sent = out.get(names.groups.to_ascii_lowercase().as_str()).unwrap().to_str().unwrap();
             prop_assert_eq!(sent.split(names.groups_separator.as_str()).count(), groups.len(), "{:?} -> {:?}", groups, sent);
+        }
+    }
+}
+
+// ---------------------------------------------------------- claim paths
+
+use portcullis::claims::{Claims, lookup, text, values};
+use serde_json::{Value, json};
+
+/// Claim keys: plain, with dots, URLs, Zitadel's URNs, unicode.
+fn claim_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z_]{1,8}",
+        select(&["groups", "roles", "realm_access", "resource_access", "my-client", "https://example.com/groups", "urn:zitadel:iam:org:project:roles", "a.b", "", ".", "é"][..]).prop_map(str::to_string),
+        any::<String>(),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| json!(f)),
+        any::<String>().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 5, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::vec((claim_key(), inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+fn claims_map() -> impl Strategy<Value = Claims> {
+    proptest::collection::vec((claim_key(), json_value()), 0..8).prop_map(|kv| kv.into_iter().collect())
+}
+
+/// `{a: {b: {c: value}}}` for the path `a.b.c`.
+fn nest(segments: &[String], value: Value) -> Value {
+    segments.iter().rev().fold(value, |v, s| json!({ s.clone(): v }))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Any claims and any path: a value or nothing, never a panic; what
+    /// `text` and `values` read is what `lookup` found.
+    #[test]
+    fn claim_lookup_never_panics(claims in claims_map(), path in prop_oneof![claim_key(), joined(&["a", "b", ".", "..", "groups", "é", "/", "realm_access", "roles"], 0, 10)]) {
+        let found = lookup(&claims, &path);
+        if claims.contains_key(&path) {
+            prop_assert_eq!(found, claims.get(&path), "a top-level key of that exact name wins");
+        }
+        match found {
+            Some(Value::String(s)) => prop_assert_eq!(text(&claims, &path), Some(s.clone())),
+            Some(Value::Number(n)) => prop_assert_eq!(text(&claims, &path), Some(n.to_string())),
+            _ => prop_assert_eq!(text(&claims, &path), None),
+        }
+        let listed = values(found);
+        if let Some(Value::Array(items)) = found {
+            prop_assert!(listed.len() <= items.len());
+        }
+    }
+
+    /// A value nested under dot-free keys is found by their dotted path,
+    /// whatever else the claims hold beside it.
+    #[test]
+    fn claim_path_finds_nested_values(
+        segments in proptest::collection::vec("[A-Za-z0-9_:/-]{1,10}", 1..5),
+        value in json_value(),
+        noise in claims_map(),
+    ) {
+        let path = segments.join(".");
+        let mut claims = noise;
+        // The noise must not hold a longer dotted key on the way (that one would win).
+        claims.retain(|k, _| !path.starts_with(k.as_str()) && !k.starts_with(&segments[0]));
+        claims.insert(segments[0].clone(), nest(&segments[1..], value.clone()));
+        prop_assert_eq!(lookup(&claims, &path), Some(&value));
+        // And a key that itself contains the dots is found as one key.
+        let flat: Claims = [(path.clone(), value.clone())].into_iter().collect();
+        prop_assert_eq!(lookup(&flat, &path), Some(&value));
+    }
+}
+
+// --------------------------------------------------- name normalisation
+
+use portcullis::identity::Mapper;
+use portcullis::names::{GroupPaths, normalize, normalize_group};
+
+/// Names as people write them: letters (some non-ASCII), digits, inner
+/// spaces, dashes, Keycloak paths, GUIDs. Never surrounding white space:
+/// a token value with it cannot be passed on unchanged, so the mapper
+/// ignores it (the configuration side may have it: it is trimmed).
+fn group_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[A-Za-z0-9][A-Za-z0-9 _.-]{0,12}[A-Za-z0-9]",
+        "(/[A-Za-z0-9]([A-Za-z0-9 _-]{0,6}[A-Za-z0-9])?){1,3}",
+        "[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}",
+        select(&["Ärzte", "ÉQUIPE", "Straße", "family-members", "/family", "/family/kids", "İstanbul", "ΟΔΟΣ"][..]).prop_map(str::to_string),
+    ]
+}
+
+/// The same name as an administrator might write it in the configuration:
+/// other ASCII case, surrounding spaces.
+fn written_differently(name: &str, flips: &[bool], pad: (usize, usize)) -> String {
+    let flipped: String = name
+        .chars()
+        .zip(flips.iter().cycle())
+        .map(|(c, flip)| if *flip && c.is_ascii_lowercase() { c.to_ascii_uppercase() } else if *flip { c.to_ascii_lowercase() } else { c })
+        .collect();
+    format!("{}{flipped}{}", " ".repeat(pad.0), " ".repeat(pad.1))
+}
+
+fn mapper(required_groups: Vec<String>, paths: GroupPaths) -> Result<Mapper, String> {
+    let mut config = portcullis::Config::from_toml_str(
+        "public_url = \"https://auth.example.com\"\n[oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+    )
+    .map_err(|e| e.to_string())?;
+    config.identity.required_groups = required_groups;
+    config.identity.group_paths = paths;
+    Mapper::new(&config).map_err(|e| e.to_string())
+}
+
+fn signs_in(m: &Mapper, groups: &[&str]) -> bool {
+    let claims: Claims = json!({"sub": "u-1", "preferred_username": "alice", "groups": groups}).as_object().unwrap().clone();
+    m.map(&claims).is_ok()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Normalising twice changes nothing.
+    #[test]
+    fn normalisation_is_idempotent(name in prop_oneof![any::<String>(), group_name(), joined(&["/", " ", "\t", "A", "é", "İ", "Σ", "ς", "ß", "/ "], 0, 10)]) {
+        let once = normalize(&name);
+        prop_assert_eq!(normalize(&once), once.clone());
+        for paths in [GroupPaths::Full, GroupPaths::Leaf] {
+            let once = normalize_group(&name, paths);
+            prop_assert_eq!(normalize_group(&once, paths), once.clone(), "{:?} ({:?})", name, paths);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// A group written in the configuration in another case, or padded with
+    /// spaces, admits the member whose token carries it; a group whose
+    /// normal form differs does not.
+    #[test]
+    fn config_and_token_sides_agree(
+        name in group_name(),
+        other in group_name(),
+        flips in proptest::collection::vec(any::<bool>(), 1..8),
+        pad in (0usize..3, 0usize..3),
+        leaf in any::<bool>(),
+    ) {
+        let paths = if leaf { GroupPaths::Leaf } else { GroupPaths::Full };
+        let configured = written_differently(&name, &flips, pad);
+        let m = mapper(vec![configured.clone()], paths).map_err(TestCaseError::fail)?;
+        prop_assert!(signs_in(&m, &[&name]), "token {:?} refused by required_groups [{:?}] ({:?})", name, configured, paths);
+        let m = mapper(vec![other.clone()], paths).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(
+            signs_in(&m, &[&name]),
+            normalize_group(&other, paths) == normalize_group(&name, paths),
+            "token {:?}, required_groups [{:?}] ({:?})", name, other, paths
+        );
+        // Keycloak: a top-level group's path matches its plain name, and
+        // (leaf mode) a nested group matches its leaf name.
+        if !name.contains('/') {
+            let m = mapper(vec![name.clone()], paths).map_err(TestCaseError::fail)?;
+            prop_assert!(signs_in(&m, &[&format!("/{name}")]), "/{} ({:?})", name, paths);
+            prop_assert_eq!(signs_in(&m, &[&format!("/parent/{name}")]), leaf, "/parent/{} ({:?})", name, paths);
         }
     }
 }
