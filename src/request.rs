@@ -31,6 +31,9 @@ pub fn original_url(headers: &HeaderMap, flavor: Flavor, default_scheme: &str) -
             if url.scheme() != "http" && url.scheme() != "https" || url.host_str().is_none() {
                 return Err("X-Original-URL must be an http(s) URL with a host");
             }
+            if !plain_target(text) {
+                return Err(NOT_PLAIN);
+            }
             return Ok(url);
         }
     }
@@ -55,11 +58,32 @@ pub fn original_url(headers: &HeaderMap, flavor: Flavor, default_scheme: &str) -
     if !uri.starts_with('/') || uri.starts_with("//") {
         return Err("X-Forwarded-Uri must be a path starting with a single /");
     }
+    if !plain_target(uri) {
+        return Err(NOT_PLAIN);
+    }
     let url = Url::parse(&format!("{proto}://{host}{uri}")).map_err(|_| "X-Forwarded-Host/Uri do not form a URL")?;
     if url.host_str().is_none() {
         return Err("X-Forwarded-Host is not a host");
     }
     Ok(url)
+}
+
+const NOT_PLAIN: &str = "the request path holds a backslash, a tab or a dot segment";
+
+/// Whether a request target (path, query, fragment) reaches the app as
+/// portcullis reads it. The URL parse rewrites a backslash in the path to
+/// `/`, drops tabs, and resolves `.` and `..` segments (also written
+/// `%2e`), so `/admin\..\public` would be judged as `/public` while the
+/// app is asked for something under `/admin`. Browsers never send these
+/// (they make the same rewrites first); anything else gets a clear error.
+fn plain_target(target: &str) -> bool {
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    !target.contains('\t')
+        && !path.contains('\\')
+        && !path.split('/').any(|segment| {
+            let s = segment.to_ascii_lowercase().replace("%2e", ".");
+            s == "." || s == ".."
+        })
 }
 
 /// The original request's method, else the method of the request itself.

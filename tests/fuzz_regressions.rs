@@ -39,3 +39,37 @@ fn cookie_open_inputs() {
         }
     }
 }
+
+/// fuzz/fuzz_targets/original_url.rs found crash-0456d8e1 (kept under
+/// tests/fuzz-regressions/original_url/ for `cargo fuzz run`): with
+/// `X-Forwarded-Host: b'.` and `X-Forwarded-Uri: /\0`, the URL parse turned
+/// the backslash into a slash, so policy judged `//0` while the app was
+/// asked for `/\0`. The same rewrite made `/admin\..\public` read as
+/// `/public`. Such paths are now a clear error, for both kinds of proxy.
+#[test]
+fn original_url_refuses_paths_the_parse_would_rewrite() {
+    use hyper::header::{HeaderMap, HeaderValue};
+    use portcullis::request::{Flavor, original_url};
+
+    let forwarded = |uri: &str| {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-host", HeaderValue::from_static("b'."));
+        h.insert("x-forwarded-uri", HeaderValue::from_str(uri).unwrap());
+        original_url(&h, Flavor::Forward, "http")
+    };
+    let nginx = |uri: &str| {
+        let mut h = HeaderMap::new();
+        h.insert("x-original-url", HeaderValue::from_str(&format!("https://app.example.com{uri}")).unwrap());
+        original_url(&h, Flavor::Nginx, "http")
+    };
+    for bad in ["/\\0", "/admin\\..\\public", "/admin/../public", "/admin/%2e%2e/public", "/admin/%2E./public", "/a/./b", "/ad\tmin", "/admin/.."] {
+        assert!(forwarded(bad).is_err(), "X-Forwarded-Uri {bad:?} accepted as {:?}", forwarded(bad));
+        assert!(nginx(bad).is_err(), "X-Original-URL path {bad:?} accepted as {:?}", nginx(bad));
+    }
+    for good in ["/", "/a.b/c..d/.well-known/x", "/...", "/search?q=a\\b&p=../x", "/%2e%2e%2e", "/a#../b"] {
+        let f = forwarded(good).unwrap_or_else(|e| panic!("X-Forwarded-Uri {good:?}: {e}"));
+        let n = nginx(good).unwrap_or_else(|e| panic!("X-Original-URL path {good:?}: {e}"));
+        assert_eq!(f.path(), n.path());
+    }
+    assert_eq!(forwarded("/a.b/c..d/x").unwrap().path(), "/a.b/c..d/x");
+}

@@ -39,7 +39,12 @@ fuzz_target!(|input: Input| {
     assert!(url.host_str().is_some_and(|h| !h.is_empty()), "{url}");
     let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().trim().to_string());
     if input.nginx && headers.contains_key("x-original-url") {
-        assert_eq!(url, Url::parse(&text("x-original-url").unwrap()).unwrap());
+        let original = text("x-original-url").unwrap();
+        assert_eq!(url, Url::parse(&original).unwrap());
+        // Policy judges the path the app is asked for.
+        let raw = original.split_once(':').unwrap().1.trim_start_matches('/');
+        let raw_path = raw.find(['/', '?', '#']).map_or("/", |i| &raw[i..]);
+        assert_eq!(decoded_path(url.path()), decoded_path(raw_path), "X-Original-URL {original:?}");
         return;
     }
     let named = match text("x-forwarded-host") {
@@ -57,7 +62,32 @@ fuzz_target!(|input: Input| {
     );
     assert_eq!(url.host_str(), authority.host_str());
     assert_eq!(url.port(), authority.port());
-    let expected = authority.join(&text("x-forwarded-uri").unwrap_or_else(|| "/".into())).unwrap();
+    let uri = text("x-forwarded-uri").unwrap_or_else(|| "/".into());
+    let expected = authority.join(&uri).unwrap();
     assert_eq!(url.path(), expected.path());
     assert_eq!(url.query(), expected.query());
+    assert_eq!(decoded_path(url.path()), decoded_path(&uri), "X-Forwarded-Uri {uri:?}");
 });
+
+/// A request target's path, percent-decoded: what an app routes on.
+fn decoded_path(target: &str) -> Vec<u8> {
+    let path = target.split(['?', '#']).next().unwrap_or("").as_bytes();
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if path[i] == b'%' && i + 2 < path.len() {
+            if let (Some(h), Some(l)) = (hex(path[i + 1]), hex(path[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(path[i]);
+        i += 1;
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
