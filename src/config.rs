@@ -126,6 +126,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub max_connections: Option<usize>,
     #[serde(default)]
+    pub metrics_listen: Option<String>,
+    #[serde(default)]
     pub oidc: RawOidc,
     #[serde(default)]
     pub session: RawSession,
@@ -247,6 +249,8 @@ pub struct Config {
     pub debug_explain: bool,
     /// Most client connections served at once.
     pub max_connections: usize,
+    /// A separate address for `/metrics`; `None` serves it on `listen`.
+    pub metrics_listen: Option<String>,
     pub oidc: OidcConfig,
     pub session: SessionConfig,
     pub headers: HeaderNames,
@@ -395,7 +399,14 @@ impl Config {
         if !(1..=1_000_000).contains(&max_connections) {
             return Err(ConfigError::invalid("max_connections", "must be between 1 and 1000000"));
         }
+        let metrics_listen = raw.metrics_listen.map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
+        if let Some(m) = &metrics_listen {
+            if m.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::invalid("metrics_listen", format!("`{m}` is not an address like 127.0.0.1:9180")));
+            }
+        }
         let config = Config {
+            metrics_listen,
             max_connections,
             listen,
             public_url,
@@ -417,6 +428,32 @@ impl Config {
         crate::identity::Mapper::new(&config)?;
         crate::policy::Policy::new(&config)?;
         Ok(config)
+    }
+
+    /// Settings that work but are risky; `check-config` prints them and
+    /// the service logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.session.cookie_secure && self.public_url.scheme() == "https" {
+            w.push("session.cookie_secure = false with an https public_url: the session cookie may also travel over plain http".into());
+        }
+        for d in &self.allowed_redirect_domains {
+            if looks_like_public_suffix(d) {
+                w.push(format!(
+                    "allowed_redirect_domains: `{d}` looks like a public suffix: return URLs to anybody's site under it would be accepted"
+                ));
+            }
+        }
+        if self.oidc.insecure_http {
+            w.push("oidc.insecure_http = true: tokens travel unencrypted between portcullis and the identity provider; use it for tests only".into());
+        }
+        if self.session.store == StoreKind::Memory {
+            w.push("session.store = \"memory\": sessions end when portcullis restarts and are not shared; run one instance only, or use the redis store".into());
+        }
+        if self.debug_explain {
+            w.push("debug_explain = true: /oauth2/userinfo shows every signed-in user how your rules and policy decide".into());
+        }
+        w
     }
 
     /// The redirect URI registered at the identity provider.
@@ -442,6 +479,7 @@ impl Config {
             "log_format": self.log_format,
             "debug_explain": self.debug_explain,
             "max_connections": self.max_connections,
+            "metrics_listen": self.metrics_listen,
             "oidc": {
                 "issuer": self.oidc.issuer,
                 "client_id": self.oidc.client_id,
@@ -480,6 +518,19 @@ impl Config {
             // `Secret` serialises as "[redacted]".
             "graph": self.graph,
         })
+    }
+}
+
+/// A rough public-suffix test for a `.suffix` entry: a bare top-level
+/// domain (`.com`), or a generic second level under a country code
+/// (`.co.uk`, `.com.au`). Not the full Public Suffix List.
+fn looks_like_public_suffix(entry: &str) -> bool {
+    let bare = entry.trim_start_matches('.');
+    let labels: Vec<&str> = bare.split('.').collect();
+    match labels.as_slice() {
+        [_tld] => true,
+        [second, cc] => cc.len() == 2 && ["co", "com", "org", "net", "gov", "ac", "edu", "ne", "or"].contains(second),
+        _ => false,
     }
 }
 
@@ -797,6 +848,20 @@ client_secret = "s3cret"
         let shown = c.redacted().to_string();
         assert!(!shown.contains("from-file"), "{shown}");
         assert!(!format!("{c:?}").contains("from-file"));
+    }
+
+    #[test]
+    fn risky_settings_are_warned_about() {
+        let c = Config::from_toml_str(&base()).unwrap();
+        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings()); // the memory store
+        let toml = format!(
+            "allowed_redirect_domains = [\".co.uk\", \".com\", \".example.com\"]\n{}\n[session]\ncookie_secure = false\n",
+            base()
+        );
+        let w = Config::from_toml_str(&toml).unwrap().warnings().join("\n");
+        assert!(w.contains("cookie_secure"), "{w}");
+        assert!(w.contains("`.co.uk` looks like a public suffix") && w.contains("`.com` looks like"), "{w}");
+        assert!(!w.contains("`.example.com`"), "{w}");
     }
 
     #[test]

@@ -43,6 +43,7 @@ impl Upkeep<'_> {
             if session.last_seen.max(session.created_at) + idle.as_secs() <= now {
                 self.store.delete(key).await?;
                 tracing::info!(event = "session_ended", reason = "idle timeout", user = %session.identity.user, subject = %session.identity.subject, "session ended");
+                crate::metrics::get().session_ended("idle");
                 return Ok(None);
             }
         }
@@ -95,12 +96,15 @@ impl Upkeep<'_> {
             Err(e @ (OidcError::Unreachable(_) | OidcError::NotReady(_))) => {
                 // Keep the session; the claim makes the next try wait.
                 tracing::warn!(error = %e, user = %user, "session refresh postponed: provider unreachable");
+                crate::metrics::get().refresh("postponed");
                 return Ok(Some(session));
             }
             Err(e) => {
                 self.store.delete(key).await?;
                 let _ = self.store.release(&claim_name(key)).await;
                 tracing::info!(event = "session_ended", reason = %format!("refresh refused: {e}"), user = %user, subject = %subject, "session ended");
+                crate::metrics::get().refresh("refused");
+                crate::metrics::get().session_ended("refresh_refused");
                 return Ok(None);
             }
         };
@@ -122,6 +126,8 @@ impl Upkeep<'_> {
                     self.store.delete(key).await?;
                     let _ = self.store.release(&claim_name(key)).await;
                     tracing::info!(event = "session_ended", reason = %format!("no longer allowed: {refusal}"), user = %user, subject = %subject, "session ended");
+                    crate::metrics::get().refresh("refused");
+                    crate::metrics::get().session_ended("no_longer_allowed");
                     return Ok(None);
                 }
             }
@@ -154,6 +160,7 @@ impl Upkeep<'_> {
         // The claim is kept until it expires: a verify that read the session
         // before this write must not refresh again with the old token.
         tracing::info!(event = "session_refreshed", user = %updated.identity.user, subject = %updated.identity.subject, "session refreshed");
+        crate::metrics::get().refresh("success");
         Ok(Some(updated))
     }
 }

@@ -114,6 +114,7 @@ struct State {
     counter: u64,
     expires_in: u64,
     refuse_refresh: bool,
+    token_delay: std::time::Duration,
 }
 
 /// The mock provider.
@@ -185,6 +186,11 @@ impl Idp {
     /// Lifetime of the access tokens issued from now on.
     pub fn set_expires_in(&self, secs: u64) {
         self.state.lock().unwrap().expires_in = secs;
+    }
+
+    /// Makes the token endpoint answer only after `delay`.
+    pub fn set_token_delay(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().token_delay = delay;
     }
 
     /// Makes every refresh from now on fail with `invalid_grant` (the user
@@ -433,7 +439,7 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
     }
     s.access_tokens.insert(access_token.clone(), userinfo);
     s.refresh_tokens.insert(refresh_token.clone(), claims);
-    ResponseTemplate::new(200).set_body_json(json!({
+    ResponseTemplate::new(200).set_delay(s.token_delay).set_body_json(json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": s.expires_in,
