@@ -197,6 +197,8 @@ pub struct RawSession {
     #[serde(default)]
     pub idle_timeout: Option<HumanDuration>,
     #[serde(default)]
+    pub cache_ttl: Option<HumanDuration>,
+    #[serde(default)]
     pub refresh_interval: Option<HumanDuration>,
     #[serde(default)]
     pub memory_max_sessions: Option<u64>,
@@ -289,6 +291,9 @@ pub struct SessionConfig {
     pub ttl: Duration,
     /// Sessions unused this long end (sliding); none by default.
     pub idle_timeout: Option<Duration>,
+    /// How long a session read from Redis is kept in this process; `None`
+    /// (with `cache_ttl = "0s"`) reads Redis on every verify.
+    pub cache_ttl: Option<Duration>,
     /// Identity is read again this often when a refresh token exists, even
     /// if the access token is still valid; none by default.
     pub refresh_interval: Option<Duration>,
@@ -506,6 +511,7 @@ impl Config {
                 },
                 "ttl": humantime::format_duration(self.session.ttl).to_string(),
                 "idle_timeout": self.session.idle_timeout.map(|d| humantime::format_duration(d).to_string()),
+                "cache_ttl": humantime::format_duration(self.session.cache_ttl.unwrap_or_default()).to_string(),
                 "refresh_interval": self.session.refresh_interval.map(|d| humantime::format_duration(d).to_string()),
                 "memory_max_sessions": self.session.memory_max_sessions,
             },
@@ -728,6 +734,14 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
     if idle_timeout.is_some_and(|d| d < Duration::from_secs(60) || d > ttl) {
         return Err(ConfigError::invalid("session.idle_timeout", "must be between 1m and session.ttl"));
     }
+    let cache_ttl = raw.cache_ttl.map(|d| d.0).unwrap_or(Duration::from_secs(2));
+    if cache_ttl > Duration::from_secs(60) {
+        return Err(ConfigError::invalid(
+            "session.cache_ttl",
+            "must be at most 1m: a logout on another instance takes this long to apply here",
+        ));
+    }
+    let cache_ttl = (!cache_ttl.is_zero()).then_some(cache_ttl);
     let refresh_interval = raw.refresh_interval.map(|d| d.0);
     if refresh_interval.is_some_and(|d| d < Duration::from_secs(10)) {
         return Err(ConfigError::invalid("session.refresh_interval", "must be at least 10s"));
@@ -747,6 +761,7 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
         keys_generated,
         ttl,
         idle_timeout,
+        cache_ttl,
         refresh_interval,
         memory_max_sessions,
     })

@@ -7,6 +7,7 @@
 //! stores implement [`SessionStore`]: [`memory::MemoryStore`] (the embedded
 //! default) and [`redis::RedisStore`].
 
+pub mod cached;
 pub mod cookie;
 pub mod memory;
 pub mod redis;
@@ -191,12 +192,16 @@ pub fn open_store(config: &crate::config::Config) -> Result<Arc<dyn SessionStore
     Ok(match config.session.store {
         crate::config::StoreKind::Memory => Arc::new(memory::MemoryStore::new(config.session.memory_max_sessions)),
         crate::config::StoreKind::Redis => {
-            Arc::new(redis::RedisStore::new(&redis::RedisOptions {
+            let redis: Arc<dyn SessionStore> = Arc::new(redis::RedisStore::new(&redis::RedisOptions {
                 urls: config.session.redis_urls.iter().map(|s| s.expose().to_string()).collect(),
                 ca_file: config.session.redis_ca_file.clone(),
                 timeout: REDIS_TIMEOUT,
                 index_ttl: config.session.ttl,
-            })?)
+            })?);
+            match config.session.cache_ttl {
+                Some(ttl) => Arc::new(cached::CachedStore::new(redis, ttl, config.session.memory_max_sessions)),
+                None => redis,
+            }
         }
     })
 }
