@@ -297,9 +297,10 @@ async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor, peer: Socket
     let started = std::time::Instant::now();
     let (response, outcome) = verify_inner(app, req, flavor, peer).await;
     let endpoint = match flavor {
-        Flavor::Nginx => "nginx",
-        Flavor::Forward => "forward",
+        Flavor::Nginx => 0,
+        Flavor::Forward => 1,
     };
+    let outcome = crate::metrics::OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(crate::metrics::OUTCOMES.len() - 1);
     crate::metrics::get().verify(endpoint, outcome, started.elapsed());
     response
 }
@@ -321,7 +322,7 @@ async fn verify_inner(
         path: original.path().to_string(),
         method,
     };
-    let rules = app.rules.load_full();
+    let rules = app.rules.load();
     if rules.policy.bypasses(&info) {
         return (text(StatusCode::OK, ""), "bypass");
     }
