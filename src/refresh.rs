@@ -147,6 +147,7 @@ impl Upkeep<'_> {
             expires_at: session.expires_at,
             last_seen: now,
             refreshed_at: now,
+            headers: Default::default(),
         };
         let Some(ttl) = updated.remaining() else { return Ok(None) };
         let reindex = updated.indexes() != session.indexes();
@@ -199,6 +200,7 @@ mod tests {
             expires_at: now + 3600,
             last_seen,
             refreshed_at: now - 7200,
+            headers: Default::default(),
         })
     }
 

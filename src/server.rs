@@ -341,7 +341,7 @@ async fn verify_inner(
     match rules.policy.decide(&info, &session.identity, &session.claims) {
         Decision::Allow { .. } => {
             let mut response = text(StatusCode::OK, "");
-            rules.headers.write(&session.identity, response.headers_mut());
+            rules.headers.write_cached(&session.identity, &session.headers, response.headers_mut());
             rules.upstream.write(&session.identity.user, response.headers_mut());
             if loaded.stale_key {
                 // Sealed with an older key: seal it again with the current one.
@@ -567,6 +567,7 @@ async fn callback_inner(
         last_seen: now,
         refreshed_at: now,
         identity,
+        headers: Default::default(),
     };
     let id = SessionId::generate();
     let user = session.identity.user.clone();

@@ -176,6 +176,7 @@ mod tests {
             expires_at: u64::MAX,
             last_seen: 0,
             refreshed_at: 0,
+            headers: Default::default(),
         })
     }
 

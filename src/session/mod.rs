@@ -87,6 +87,9 @@ pub struct Session {
     /// When tokens and identity were last renewed (the login counts).
     #[serde(default)]
     pub refreshed_at: u64,
+    /// The identity headers, computed on first use (not stored).
+    #[serde(skip)]
+    pub headers: crate::headers::HeaderCache,
 }
 
 impl Session {
