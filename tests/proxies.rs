@@ -499,7 +499,7 @@ async fn caddy_with_sign_in_under_the_app_host() {
 /// The README text shows the very files the tests above run.
 #[test]
 fn docs_embed_the_tested_examples() {
-    let docs = std::fs::read_to_string(repo_path("docs/proxies.md")).unwrap();
+    let docs = std::fs::read_to_string(repo_path("README.md")).unwrap();
     for file in [
         "examples/portcullis.toml",
         "examples/nginx/auth-host.conf",
@@ -508,6 +508,6 @@ fn docs_embed_the_tested_examples() {
         "examples/caddy/same-host.Caddyfile",
     ] {
         let text = std::fs::read_to_string(repo_path(file)).unwrap();
-        assert!(docs.contains(&text), "docs/proxies.md does not embed {file} as it is now");
+        assert!(docs.contains(&text), "README.md does not embed {file} as it is now");
     }
 }
