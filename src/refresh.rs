@@ -99,14 +99,7 @@ impl Upkeep<'_> {
                 crate::metrics::get().refresh("postponed");
                 return Ok(Some(session));
             }
-            Err(e) => {
-                self.store.delete(key).await?;
-                let _ = self.store.release(&claim_name(key)).await;
-                tracing::info!(event = "session_ended", reason = %format!("refresh refused: {e}"), user = %user, subject = %subject, "session ended");
-                crate::metrics::get().refresh("refused");
-                crate::metrics::get().session_ended("refresh_refused");
-                return Ok(None);
-            }
+            Err(e) => return self.end_refused(key, &session, &format!("refresh refused: {e}"), "refresh_refused").await,
         };
         let (claims, identity) = if refreshed.id_claims.is_none() && refreshed.userinfo_claims.is_none() {
             (session.claims.clone(), session.identity.clone())
@@ -123,12 +116,7 @@ impl Upkeep<'_> {
             match identity {
                 Ok(identity) => (claims, identity),
                 Err(refusal) => {
-                    self.store.delete(key).await?;
-                    let _ = self.store.release(&claim_name(key)).await;
-                    tracing::info!(event = "session_ended", reason = %format!("no longer allowed: {refusal}"), user = %user, subject = %subject, "session ended");
-                    crate::metrics::get().refresh("refused");
-                    crate::metrics::get().session_ended("no_longer_allowed");
-                    return Ok(None);
+                    return self.end_refused(key, &session, &format!("no longer allowed: {refusal}"), "no_longer_allowed").await;
                 }
             }
         };
@@ -166,6 +154,25 @@ impl Upkeep<'_> {
     }
 }
 
+impl Upkeep<'_> {
+    /// Ends a session whose refresh was refused (by the provider, or by the
+    /// identity rules on the fresh claims).
+    async fn end_refused(
+        &self,
+        key: &StoreKey,
+        session: &Session,
+        reason: &str,
+        metric: &'static str,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
+        self.store.delete(key).await?;
+        let _ = self.store.release(&claim_name(key)).await;
+        tracing::info!(event = "session_ended", reason, user = %session.identity.user, subject = %session.identity.subject, "session ended");
+        crate::metrics::get().refresh("refused");
+        crate::metrics::get().session_ended(metric);
+        Ok(None)
+    }
+}
+
 fn claim_name(key: &StoreKey) -> String {
     format!("refresh:{}", key.as_str())
 }
@@ -174,7 +181,6 @@ fn claim_name(key: &StoreKey) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::identity::Identity;
     use crate::session::SessionId;
     use crate::session::memory::MemoryStore;
 
@@ -189,18 +195,11 @@ mod tests {
     fn session(last_seen: u64) -> Arc<Session> {
         let now = unix_now();
         Arc::new(Session {
-            identity: Identity { user: "alice".into(), person: "alice".into(), ..Default::default() },
-            claims: Default::default(),
-            id_token: None,
-            access_token: None,
-            refresh_token: None,
-            access_expires_at: None,
-            sid: None,
             created_at: now - 7200,
             expires_at: now + 3600,
             last_seen,
             refreshed_at: now - 7200,
-            headers: Default::default(),
+            ..crate::session::test_session("alice")
         })
     }
 

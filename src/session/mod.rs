@@ -123,6 +123,25 @@ impl fmt::Debug for Session {
     }
 }
 
+/// A bare session of `user` for unit tests: no tokens, never ending.
+#[cfg(test)]
+pub(crate) fn test_session(user: &str) -> Session {
+    Session {
+        identity: Identity { user: user.into(), person: user.into(), ..Default::default() },
+        claims: Default::default(),
+        id_token: None,
+        access_token: None,
+        refresh_token: None,
+        access_expires_at: None,
+        sid: None,
+        created_at: 0,
+        expires_at: u64::MAX,
+        last_seen: 0,
+        refreshed_at: 0,
+        headers: Default::default(),
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
