@@ -126,6 +126,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub max_connections: Option<usize>,
     #[serde(default)]
+    pub metrics_listen: Option<String>,
+    #[serde(default)]
     pub oidc: RawOidc,
     #[serde(default)]
     pub session: RawSession,
@@ -195,6 +197,8 @@ pub struct RawSession {
     #[serde(default)]
     pub idle_timeout: Option<HumanDuration>,
     #[serde(default)]
+    pub cache_ttl: Option<HumanDuration>,
+    #[serde(default)]
     pub refresh_interval: Option<HumanDuration>,
     #[serde(default)]
     pub memory_max_sessions: Option<u64>,
@@ -247,6 +251,8 @@ pub struct Config {
     pub debug_explain: bool,
     /// Most client connections served at once.
     pub max_connections: usize,
+    /// A separate address for `/metrics`; `None` serves it on `listen`.
+    pub metrics_listen: Option<String>,
     pub oidc: OidcConfig,
     pub session: SessionConfig,
     pub headers: HeaderNames,
@@ -285,6 +291,9 @@ pub struct SessionConfig {
     pub ttl: Duration,
     /// Sessions unused this long end (sliding); none by default.
     pub idle_timeout: Option<Duration>,
+    /// How long a session read from Redis is kept in this process; `None`
+    /// (with `cache_ttl = "0s"`) reads Redis on every verify.
+    pub cache_ttl: Option<Duration>,
     /// Identity is read again this often when a refresh token exists, even
     /// if the access token is still valid; none by default.
     pub refresh_interval: Option<Duration>,
@@ -395,7 +404,14 @@ impl Config {
         if !(1..=1_000_000).contains(&max_connections) {
             return Err(ConfigError::invalid("max_connections", "must be between 1 and 1000000"));
         }
+        let metrics_listen = raw.metrics_listen.map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
+        if let Some(m) = &metrics_listen {
+            if m.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::invalid("metrics_listen", format!("`{m}` is not an address like 127.0.0.1:9180")));
+            }
+        }
         let config = Config {
+            metrics_listen,
             max_connections,
             listen,
             public_url,
@@ -417,6 +433,32 @@ impl Config {
         crate::identity::Mapper::new(&config)?;
         crate::policy::Policy::new(&config)?;
         Ok(config)
+    }
+
+    /// Settings that work but are risky; `check-config` prints them and
+    /// the service logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.session.cookie_secure && self.public_url.scheme() == "https" {
+            w.push("session.cookie_secure = false with an https public_url: the session cookie may also travel over plain http".into());
+        }
+        for d in &self.allowed_redirect_domains {
+            if looks_like_public_suffix(d) {
+                w.push(format!(
+                    "allowed_redirect_domains: `{d}` looks like a public suffix: return URLs to anybody's site under it would be accepted"
+                ));
+            }
+        }
+        if self.oidc.insecure_http {
+            w.push("oidc.insecure_http = true: tokens travel unencrypted between portcullis and the identity provider; use it for tests only".into());
+        }
+        if self.session.store == StoreKind::Memory {
+            w.push("session.store = \"memory\": sessions end when portcullis restarts and are not shared; run one instance only, or use the redis store".into());
+        }
+        if self.debug_explain {
+            w.push("debug_explain = true: /oauth2/userinfo shows every signed-in user how your rules and policy decide".into());
+        }
+        w
     }
 
     /// The redirect URI registered at the identity provider.
@@ -442,6 +484,7 @@ impl Config {
             "log_format": self.log_format,
             "debug_explain": self.debug_explain,
             "max_connections": self.max_connections,
+            "metrics_listen": self.metrics_listen,
             "oidc": {
                 "issuer": self.oidc.issuer,
                 "client_id": self.oidc.client_id,
@@ -468,6 +511,7 @@ impl Config {
                 },
                 "ttl": humantime::format_duration(self.session.ttl).to_string(),
                 "idle_timeout": self.session.idle_timeout.map(|d| humantime::format_duration(d).to_string()),
+                "cache_ttl": humantime::format_duration(self.session.cache_ttl.unwrap_or_default()).to_string(),
                 "refresh_interval": self.session.refresh_interval.map(|d| humantime::format_duration(d).to_string()),
                 "memory_max_sessions": self.session.memory_max_sessions,
             },
@@ -480,6 +524,19 @@ impl Config {
             // `Secret` serialises as "[redacted]".
             "graph": self.graph,
         })
+    }
+}
+
+/// A rough public-suffix test for a `.suffix` entry: a bare top-level
+/// domain (`.com`), or a generic second level under a country code
+/// (`.co.uk`, `.com.au`). Not the full Public Suffix List.
+fn looks_like_public_suffix(entry: &str) -> bool {
+    let bare = entry.trim_start_matches('.');
+    let labels: Vec<&str> = bare.split('.').collect();
+    match labels.as_slice() {
+        [_tld] => true,
+        [second, cc] => cc.len() == 2 && ["co", "com", "org", "net", "gov", "ac", "edu", "ne", "or"].contains(second),
+        _ => false,
     }
 }
 
@@ -677,6 +734,14 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
     if idle_timeout.is_some_and(|d| d < Duration::from_secs(60) || d > ttl) {
         return Err(ConfigError::invalid("session.idle_timeout", "must be between 1m and session.ttl"));
     }
+    let cache_ttl = raw.cache_ttl.map(|d| d.0).unwrap_or(Duration::from_secs(2));
+    if cache_ttl > Duration::from_secs(60) {
+        return Err(ConfigError::invalid(
+            "session.cache_ttl",
+            "must be at most 1m: a logout on another instance takes this long to apply here",
+        ));
+    }
+    let cache_ttl = (!cache_ttl.is_zero()).then_some(cache_ttl);
     let refresh_interval = raw.refresh_interval.map(|d| d.0);
     if refresh_interval.is_some_and(|d| d < Duration::from_secs(10)) {
         return Err(ConfigError::invalid("session.refresh_interval", "must be at least 10s"));
@@ -696,6 +761,7 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
         keys_generated,
         ttl,
         idle_timeout,
+        cache_ttl,
         refresh_interval,
         memory_max_sessions,
     })
@@ -797,6 +863,20 @@ client_secret = "s3cret"
         let shown = c.redacted().to_string();
         assert!(!shown.contains("from-file"), "{shown}");
         assert!(!format!("{c:?}").contains("from-file"));
+    }
+
+    #[test]
+    fn risky_settings_are_warned_about() {
+        let c = Config::from_toml_str(&base()).unwrap();
+        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings()); // the memory store
+        let toml = format!(
+            "allowed_redirect_domains = [\".co.uk\", \".com\", \".example.com\"]\n{}\n[session]\ncookie_secure = false\n",
+            base()
+        );
+        let w = Config::from_toml_str(&toml).unwrap().warnings().join("\n");
+        assert!(w.contains("cookie_secure"), "{w}");
+        assert!(w.contains("`.co.uk` looks like a public suffix") && w.contains("`.com` looks like"), "{w}");
+        assert!(!w.contains("`.example.com`"), "{w}");
     }
 
     #[test]

@@ -653,6 +653,11 @@ impl Graph {
             Err(_) => Err(GraphError::Timeout { timeout: self.timeout, during: stage.get().to_string() }),
         };
         let oid = claim_str(claims, "oid").unwrap_or_default();
+        crate::metrics::get().graph(match &result {
+            Ok(_) => "success",
+            Err(e) if e.is_timeout() => "timeout",
+            Err(_) => "error",
+        });
         match &result {
             Ok(r) => tracing::debug!(
                 oid = %oid,
@@ -678,7 +683,9 @@ impl Graph {
 
         if resolved.overage || self.trigger == Trigger::Always {
             let key = self.user_key(claims)?;
-            let members = match self.memberships.as_ref().and_then(|c| c.get(&key)) {
+            let cached = self.memberships.as_ref().and_then(|c| c.get(&key));
+            crate::metrics::get().cache("graph_memberships", cached.is_some());
+            let members = match cached {
                 Some(hit) => hit,
                 None => {
                     let token = self.bearer(&mut bearer, access_token, deadline, stage).await?;
@@ -701,7 +708,9 @@ impl Graph {
         if self.resolve_names {
             let mut missing = Vec::new();
             for g in resolved.groups.iter_mut().filter(|g| g.name.is_none() && is_guid(&g.id)) {
-                match self.cached_name(&g.id) {
+                let cached = self.cached_name(&g.id);
+                crate::metrics::get().cache("graph_names", cached.is_some());
+                match cached {
                     Some(name) => g.name = name,
                     None => missing.push(g.id.clone()),
                 }

@@ -77,9 +77,21 @@ impl IdentityHeaders {
 
     /// Writes the identity headers for `identity` into `out`.
     pub fn write(&self, identity: &Identity, out: &mut HeaderMap) {
-        out.insert(self.user.clone(), sanitize(&identity.user));
-        out.insert(self.email.clone(), sanitize(identity.email.as_deref().unwrap_or("")));
-        out.insert(self.name.clone(), sanitize(identity.name.as_deref().unwrap_or("")));
+        self.insert(&self.values(identity), out);
+    }
+
+    /// As [`IdentityHeaders::write`], computing the values once per
+    /// session: `cache` lives as long as the session does in memory, so
+    /// repeated verifies only copy six reference-counted values.
+    pub fn write_cached(&self, identity: &Identity, cache: &HeaderCache, out: &mut HeaderMap) {
+        match cache.0.get() {
+            Some((separator, values)) if *separator == self.separator => self.insert(values, out),
+            Some(_) => self.write(identity, out),
+            None => self.insert(&cache.0.get_or_init(|| (self.separator.clone(), self.values(identity))).1, out),
+        }
+    }
+
+    fn values(&self, identity: &Identity) -> [HeaderValue; 6] {
         let groups = identity
             .header_groups
             .as_ref()
@@ -88,11 +100,27 @@ impl IdentityHeaders {
             .map(|g| g.replace(self.separator.as_str(), " "))
             .collect::<Vec<_>>()
             .join(&self.separator);
-        out.insert(self.groups.clone(), sanitize(&groups));
-        out.insert(self.role.clone(), sanitize(&identity.role));
-        out.insert(self.subject.clone(), sanitize(&identity.person));
+        [
+            sanitize(&identity.user),
+            sanitize(identity.email.as_deref().unwrap_or("")),
+            sanitize(identity.name.as_deref().unwrap_or("")),
+            sanitize(&groups),
+            sanitize(&identity.role),
+            sanitize(&identity.person),
+        ]
+    }
+
+    fn insert(&self, values: &[HeaderValue; 6], out: &mut HeaderMap) {
+        for (name, value) in self.names().into_iter().zip(values) {
+            out.insert(name.clone(), value.clone());
+        }
     }
 }
+
+/// Identity header values computed for one session, with the groups
+/// separator they were joined with. Never stored, only kept in memory.
+#[derive(Clone, Debug, Default)]
+pub struct HeaderCache(std::sync::OnceLock<(String, [HeaderValue; 6])>);
 
 /// Extra headers for the upstream per mapped user (`[upstream_headers.USER]`),
 /// read once at start from files or the environment.

@@ -14,6 +14,7 @@ pub mod expr;
 pub mod graph;
 pub mod headers;
 pub mod identity;
+pub mod metrics;
 pub mod names;
 pub mod oidc;
 pub mod policy;

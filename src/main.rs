@@ -71,6 +71,9 @@ fn main() -> ExitCode {
         Command::CheckConfig => match Config::load(cli.config.as_deref()) {
             Ok(config) => {
                 println!("{}", serde_json::to_string_pretty(&config.redacted()).expect("JSON"));
+                for warning in config.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -171,8 +174,11 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         }
     };
     init_logging(&config);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(portcullis::server::run(config, shutdown_signal())) {
+    match runtime.block_on(portcullis::server::run(config, path, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -186,6 +186,9 @@ impl Policy {
 
     /// The index and action of the first rule matching this request.
     pub fn matching_rule(&self, req: &RequestInfo) -> Option<(usize, Action)> {
+        if self.rules.is_empty() {
+            return None;
+        }
         let path = normalize_path(&req.path);
         let host = req.host.to_ascii_lowercase();
         let method = req.method.to_ascii_uppercase();

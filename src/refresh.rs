@@ -43,6 +43,7 @@ impl Upkeep<'_> {
             if session.last_seen.max(session.created_at) + idle.as_secs() <= now {
                 self.store.delete(key).await?;
                 tracing::info!(event = "session_ended", reason = "idle timeout", user = %session.identity.user, subject = %session.identity.subject, "session ended");
+                crate::metrics::get().session_ended("idle");
                 return Ok(None);
             }
         }
@@ -95,14 +96,10 @@ impl Upkeep<'_> {
             Err(e @ (OidcError::Unreachable(_) | OidcError::NotReady(_))) => {
                 // Keep the session; the claim makes the next try wait.
                 tracing::warn!(error = %e, user = %user, "session refresh postponed: provider unreachable");
+                crate::metrics::get().refresh("postponed");
                 return Ok(Some(session));
             }
-            Err(e) => {
-                self.store.delete(key).await?;
-                let _ = self.store.release(&claim_name(key)).await;
-                tracing::info!(event = "session_ended", reason = %format!("refresh refused: {e}"), user = %user, subject = %subject, "session ended");
-                return Ok(None);
-            }
+            Err(e) => return self.end_refused(key, &session, &format!("refresh refused: {e}"), "refresh_refused").await,
         };
         let (claims, identity) = if refreshed.id_claims.is_none() && refreshed.userinfo_claims.is_none() {
             (session.claims.clone(), session.identity.clone())
@@ -119,10 +116,7 @@ impl Upkeep<'_> {
             match identity {
                 Ok(identity) => (claims, identity),
                 Err(refusal) => {
-                    self.store.delete(key).await?;
-                    let _ = self.store.release(&claim_name(key)).await;
-                    tracing::info!(event = "session_ended", reason = %format!("no longer allowed: {refusal}"), user = %user, subject = %subject, "session ended");
-                    return Ok(None);
+                    return self.end_refused(key, &session, &format!("no longer allowed: {refusal}"), "no_longer_allowed").await;
                 }
             }
         };
@@ -141,6 +135,7 @@ impl Upkeep<'_> {
             expires_at: session.expires_at,
             last_seen: now,
             refreshed_at: now,
+            headers: Default::default(),
         };
         let Some(ttl) = updated.remaining() else { return Ok(None) };
         let reindex = updated.indexes() != session.indexes();
@@ -154,7 +149,27 @@ impl Upkeep<'_> {
         // The claim is kept until it expires: a verify that read the session
         // before this write must not refresh again with the old token.
         tracing::info!(event = "session_refreshed", user = %updated.identity.user, subject = %updated.identity.subject, "session refreshed");
+        crate::metrics::get().refresh("success");
         Ok(Some(updated))
+    }
+}
+
+impl Upkeep<'_> {
+    /// Ends a session whose refresh was refused (by the provider, or by the
+    /// identity rules on the fresh claims).
+    async fn end_refused(
+        &self,
+        key: &StoreKey,
+        session: &Session,
+        reason: &str,
+        metric: &'static str,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
+        self.store.delete(key).await?;
+        let _ = self.store.release(&claim_name(key)).await;
+        tracing::info!(event = "session_ended", reason, user = %session.identity.user, subject = %session.identity.subject, "session ended");
+        crate::metrics::get().refresh("refused");
+        crate::metrics::get().session_ended(metric);
+        Ok(None)
     }
 }
 
@@ -166,7 +181,6 @@ fn claim_name(key: &StoreKey) -> String {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::identity::Identity;
     use crate::session::SessionId;
     use crate::session::memory::MemoryStore;
 
@@ -181,17 +195,11 @@ mod tests {
     fn session(last_seen: u64) -> Arc<Session> {
         let now = unix_now();
         Arc::new(Session {
-            identity: Identity { user: "alice".into(), person: "alice".into(), ..Default::default() },
-            claims: Default::default(),
-            id_token: None,
-            access_token: None,
-            refresh_token: None,
-            access_expires_at: None,
-            sid: None,
             created_at: now - 7200,
             expires_at: now + 3600,
             last_seen,
             refreshed_at: now - 7200,
+            ..crate::session::test_session("alice")
         })
     }
 

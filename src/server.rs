@@ -62,13 +62,34 @@ pub struct App {
     store: Arc<dyn SessionStore>,
     sealer: Sealer,
     oidc: Arc<Oidc>,
-    mapper: Mapper,
     graph: crate::graph::Graph,
+    /// What SIGHUP reloads.
+    rules: arc_swap::ArcSwap<Rules>,
+    redirects: Redirects,
+    login_cookie_path: String,
+}
+
+/// The settings a reload replaces without a restart: identity rules,
+/// policy and headers, compiled from one configuration.
+pub struct Rules {
+    /// The configuration they were compiled from.
+    config: Config,
+    mapper: Mapper,
     policy: Policy,
     headers: IdentityHeaders,
     upstream: crate::headers::UpstreamHeaders,
-    redirects: Redirects,
-    login_cookie_path: String,
+}
+
+impl Rules {
+    fn new(config: Config) -> Result<Rules, crate::config::ConfigError> {
+        Ok(Rules {
+            mapper: Mapper::new(&config)?,
+            policy: Policy::new(&config)?,
+            headers: IdentityHeaders::new(&config.headers)?,
+            upstream: crate::headers::UpstreamHeaders::load(&config.upstream_headers)?,
+            config,
+        })
+    }
 }
 
 impl App {
@@ -91,11 +112,8 @@ impl App {
         let login_cookie_path = config.endpoint_url("/oauth2/").path().to_string();
         Ok(Arc::new(App {
             sealer: Sealer::new(&config.session.keys),
-            mapper: Mapper::new(&config)?,
             graph: crate::graph::Graph::new(&config)?,
-            policy: Policy::new(&config)?,
-            headers: IdentityHeaders::new(&config.headers)?,
-            upstream: crate::headers::UpstreamHeaders::load(&config.upstream_headers)?,
+            rules: arc_swap::ArcSwap::from_pointee(Rules::new(config.clone())?),
             redirects: Redirects::new(config.allowed_redirect_domains.clone()),
             store,
             oidc,
@@ -106,24 +124,99 @@ impl App {
 }
 
 impl App {
-    fn upkeep(&self) -> crate::refresh::Upkeep<'_> {
+    fn upkeep<'a>(&'a self, rules: &'a Rules) -> crate::refresh::Upkeep<'a> {
         crate::refresh::Upkeep {
             store: &self.store,
             oidc: &self.oidc,
-            mapper: &self.mapper,
+            mapper: &rules.mapper,
             graph: &self.graph,
             config: &self.config.session,
         }
     }
+
+    /// Replaces identity rules, policy and header settings with those of
+    /// `config`; on an error the current ones stay. Sessions are kept. Other
+    /// settings (listen, oidc, session, graph) take effect at a restart.
+    pub fn reload(&self, config: Config) -> Result<(), crate::config::ConfigError> {
+        let rules = Rules::new(config)?;
+        self.rules.store(Arc::new(rules));
+        Ok(())
+    }
 }
 
-/// Binds `config.listen` and serves until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+/// Binds `config.listen` and serves until `shutdown` completes. SIGHUP
+/// reloads identity rules, policy and headers from `config_file` (and the
+/// environment).
+pub async fn run(
+    config: Config,
+    config_file: Option<std::path::PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let addr = config.listen.clone();
     let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    let metrics = match &config.metrics_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
+            Some(tokio::spawn(serve_metrics(l)))
+        }
+        None => None,
+    };
     let app = App::new(config)?;
+    let reloader = tokio::spawn(reload_on_hangup(Arc::clone(&app), config_file));
     serve(app, listener, shutdown).await;
+    reloader.abort();
+    if let Some(task) = metrics {
+        task.abort();
+    }
     Ok(())
+}
+
+async fn reload_on_hangup(app: Arc<App>, path: Option<std::path::PathBuf>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; configuration reload is off");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let result = Config::load(path.as_deref()).and_then(|config| app.reload(config));
+        match result {
+            Ok(()) => tracing::info!(
+                event = "config_reloaded",
+                "configuration reloaded: identity rules, policy and headers (other settings take effect at a restart)"
+            ),
+            Err(e) => tracing::error!(
+                event = "config_reload_rejected",
+                error = %e,
+                "configuration reload rejected; the previous configuration keeps serving"
+            ),
+        }
+    }
+}
+
+/// A listener of its own for `/metrics` (`metrics_listen`), so it can stay
+/// off the network the proxies reach.
+async fn serve_metrics(listener: TcpListener) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "metrics on {addr}/metrics");
+    }
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+            let mut r = match (req.method(), req.uri().path()) {
+                (&Method::GET, "/metrics") => metrics_page(),
+                _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            };
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok::<_, Infallible>(r)
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains in-flight
@@ -184,8 +277,9 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
 async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path();
     let mut response = match (req.method(), path) {
-        (_, "/auth/nginx") => verify(app, &req, Flavor::Nginx).await,
-        (_, "/auth/forward") => verify(app, &req, Flavor::Forward).await,
+        (_, "/auth/nginx") => verify(app, &req, Flavor::Nginx, peer).await,
+        (_, "/auth/forward") => verify(app, &req, Flavor::Forward, peer).await,
+        (&Method::GET, "/metrics") if app.config.metrics_listen.is_none() => metrics_page(),
         (&Method::GET, "/oauth2/start") => start(app, &req),
         (&Method::GET, "/oauth2/callback") => callback(app, &req, peer).await,
         (&Method::GET | &Method::POST, "/oauth2/logout") => logout(app, &req).await,
@@ -199,10 +293,28 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
     response
 }
 
-async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor) -> Response<Body> {
+async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor, peer: SocketAddr) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let (response, outcome) = verify_inner(app, req, flavor, peer).await;
+    let endpoint = match flavor {
+        Flavor::Nginx => 0,
+        Flavor::Forward => 1,
+    };
+    let outcome = crate::metrics::OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(crate::metrics::OUTCOMES.len() - 1);
+    crate::metrics::get().verify(endpoint, outcome, started.elapsed());
+    response
+}
+
+/// The answer and its outcome label for the metrics.
+async fn verify_inner(
+    app: &App,
+    req: &Request<Incoming>,
+    flavor: Flavor,
+    peer: SocketAddr,
+) -> (Response<Body>, &'static str) {
     let original = match original_url(req.headers(), flavor, app.config.public_url.scheme()) {
         Ok(u) => u,
-        Err(reason) => return page(req, StatusCode::BAD_REQUEST, "Bad request", reason),
+        Err(reason) => return (page(req, StatusCode::BAD_REQUEST, "Bad request", reason), "bad_request"),
     };
     let method = original_method(req.headers(), req.method(), flavor);
     let info = RequestInfo {
@@ -210,44 +322,56 @@ async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor) -> Response<
         path: original.path().to_string(),
         method,
     };
-    if app.policy.bypasses(&info) {
-        return text(StatusCode::OK, "");
+    let rules = app.rules.load();
+    if rules.policy.bypasses(&info) {
+        return (text(StatusCode::OK, ""), "bypass");
     }
+    // Fail closed when the store cannot answer; it logs the outage once.
+    let unavailable = || (text(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n"), "error");
     let loaded = match load_session(app, req.headers()).await {
         Ok(Some(loaded)) => loaded,
-        Ok(None) => return signed_out(app, req, flavor, &original),
-        // Fail closed; the store logs the outage once.
-        Err(_) => return text(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n"),
+        Ok(None) => return (signed_out(app, req, flavor, &original), "unauthenticated"),
+        Err(_) => return unavailable(),
     };
-    let session = match app.upkeep().check(&loaded.id.store_key(), loaded.session).await {
+    let session = match app.upkeep(&rules).check(&loaded.id.store_key(), loaded.session).await {
         Ok(Some(session)) => session,
-        Ok(None) => return signed_out(app, req, flavor, &original),
-        Err(_) => return text(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n"),
+        Ok(None) => return (signed_out(app, req, flavor, &original), "unauthenticated"),
+        Err(_) => return unavailable(),
     };
-    match app.policy.decide(&info, &session.identity, &session.claims) {
+    match rules.policy.decide(&info, &session.identity, &session.claims) {
         Decision::Allow { .. } => {
             let mut response = text(StatusCode::OK, "");
-            app.headers.write(&session.identity, response.headers_mut());
-            app.upstream.write(&session.identity.user, response.headers_mut());
+            rules.headers.write_cached(&session.identity, &session.headers, response.headers_mut());
+            rules.upstream.write(&session.identity.user, response.headers_mut());
             if loaded.stale_key {
                 // Sealed with an older key: seal it again with the current one.
                 add_cookie(&mut response, &session_cookie(app, &app.sealer.seal(Purpose::Session, loaded.id.as_bytes())));
             }
-            response
+            (response, "allow")
         }
         Decision::Deny { reason, .. } => {
             tracing::info!(
                 event = "access_denied",
                 user = %session.identity.user,
                 subject = %session.identity.subject,
+                client_ip = %client_ip(req.headers(), peer),
                 host = %info.host,
                 path = %info.path,
                 reason = %reason,
                 "access denied"
             );
-            page(req, StatusCode::FORBIDDEN, "Forbidden", "You are signed in but not allowed here.")
+            (page(req, StatusCode::FORBIDDEN, "Forbidden", "You are signed in but not allowed here."), "deny")
         }
     }
+}
+
+fn metrics_page() -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(crate::metrics::get().render())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
 }
 
 fn signed_out(app: &App, req: &Request<Incoming>, flavor: Flavor, original: &Url) -> Response<Body> {
@@ -379,11 +503,13 @@ async fn callback_inner(
     if let Some(error) = query_param(req, "error") {
         let error: String = error.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
         tracing::info!(event = "login_refused", reason = %format!("provider answered error={error}"), client_ip, "login refused by the identity provider");
+        crate::metrics::get().login("refused", "provider_error");
         let status = if error == "access_denied" { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
         return page(req, status, "Sign-in refused", &format!("The identity provider refused the sign-in ({error})."));
     }
     let Some(attempt) = attempt.filter(|a| unix_now().saturating_sub(a.created_at) <= LOGIN_TIMEOUT.as_secs()) else {
         tracing::info!(event = "login_refused", reason = "unknown, expired or replayed state", client_ip, "login refused");
+        crate::metrics::get().login("refused", "state");
         return page(
             req,
             StatusCode::BAD_REQUEST,
@@ -398,6 +524,11 @@ async fn callback_inner(
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(event = "login_failed", reason = %e, client_ip, "login failed");
+            crate::metrics::get().login("failed", match &e {
+                OidcError::NotReady(_) | OidcError::Unreachable(_) => "provider_unreachable",
+                OidcError::Refused(_) => "provider_refused",
+                OidcError::Invalid(_) => "invalid_answer",
+            });
             let (status, message) = match &e {
                 OidcError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "The identity provider cannot be reached right now."),
                 OidcError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "The identity provider could not be reached."),
@@ -408,6 +539,8 @@ async fn callback_inner(
         }
     };
     let (claims, identity) = app
+        .rules
+        .load_full()
         .mapper
         .derive(&app.graph, &result.id_claims, result.userinfo_claims.as_ref(), Some(&result.access_token))
         .await;
@@ -416,6 +549,7 @@ async fn callback_inner(
         Err(refusal) => {
             let sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("");
             tracing::info!(event = "login_refused", subject = %sub, reason = %refusal, client_ip, "login refused");
+            crate::metrics::get().login("refused", "identity");
             return page(req, StatusCode::FORBIDDEN, "Access refused", &refusal.reason);
         }
     };
@@ -433,6 +567,7 @@ async fn callback_inner(
         last_seen: now,
         refreshed_at: now,
         identity,
+        headers: Default::default(),
     };
     let id = SessionId::generate();
     let user = session.identity.user.clone();
@@ -440,9 +575,12 @@ async fn callback_inner(
     let person = session.identity.person.clone();
     if let Err(e) = app.store.put(&id.store_key(), Arc::new(session), ttl).await {
         tracing::error!(event = "login_failed", reason = %e, client_ip, "session could not be stored");
+        crate::metrics::get().login("failed", "store");
         return page(req, StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", "Your session could not be saved. Please try again.");
     }
     tracing::info!(event = "login", user = %user, person = %person, subject = %subject, client_ip, "login succeeded");
+    crate::metrics::get().login("success", "none");
+    crate::metrics::get().sessions_created.inc();
     let mut response = redirect(&attempt.rd);
     add_cookie(&mut response, &session_cookie(app, &app.sealer.seal(Purpose::Session, id.as_bytes())));
     response
@@ -480,6 +618,7 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
             return r;
         }
         tracing::info!(event = "logout", user = %session.identity.user, subject = %session.identity.subject, "logout");
+        crate::metrics::get().session_ended("logout");
         id_token = session.id_token.clone();
     }
     let post_logout = rd.clone().unwrap_or_else(|| app.config.endpoint_url("/"));
@@ -543,6 +682,7 @@ async fn backchannel_logout(app: &App, req: Request<Incoming>) -> Response<Body>
             app.store.delete(&key).await?;
             ended += 1;
             tracing::info!(event = "backchannel_logout", user = %session.identity.user, subject = %session.identity.subject, "session ended by the identity provider");
+            crate::metrics::get().session_ended("backchannel");
         }
         Ok::<_, StoreError>(ended)
     }
@@ -577,11 +717,16 @@ fn debug_explain(app: &App, req: &Request<Incoming>, session: &Session) -> Respo
         },
         None => None,
     };
-    let explainer =
-        crate::explain::Explainer { config: &app.config, mapper: &app.mapper, policy: &app.policy, headers: &app.headers };
+    let rules = app.rules.load_full();
+    let explainer = crate::explain::Explainer {
+        config: &rules.config,
+        mapper: &rules.mapper,
+        policy: &rules.policy,
+        headers: &rules.headers,
+    };
     let explanation = explainer.explain(&session.claims, request.as_ref());
     let mut body = identity_json(&session.identity);
-    body["explain"] = explanation.to_json(&app.config);
+    body["explain"] = explanation.to_json(&rules.config);
     if explanation.mapping.result.as_ref().ok() != Some(&session.identity) {
         body["note"] = "this session was mapped under an earlier configuration; verify uses the session's identity until the next sign-in or token refresh".into();
     }

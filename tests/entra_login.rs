@@ -139,3 +139,39 @@ async fn guid_groups_match_by_name_and_show_names() {
         assert_eq!(r.headers()["remote-role"], "admin", "role_map names the group by name, the token by GUID");
     }
 }
+
+#[tokio::test]
+async fn memberships_are_looked_up_again_at_refresh() {
+    let idp = Idp::start().await;
+    let entra = Entra::start().await;
+    app_token(&entra).await;
+    // First lookup: staff only; every later one: staff and photo-admins.
+    Mock::given(method("GET"))
+        .and(path(format!("/v1.0/users/{OID}/transitiveMemberOf")))
+        .respond_with(page(vec![group(STAFF, "staff")], None))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1.0/users/{OID}/transitiveMemberOf")))
+        .respond_with(page(vec![group(STAFF, "staff"), group(PHOTO_ADMINS, "photo-admins")], None))
+        .with_priority(2)
+        .mount(&entra.server)
+        .await;
+    // No Graph cache, so the refresh sees the change at once.
+    let svc = Service::start(&config(&idp, &entra, "", "cache_ttl = \"0s\"")).await;
+    svc.wait_ready().await;
+    idp.set_expires_in(2);
+    idp.set_user(overage_user());
+    let client = browser();
+    let home = format!("{}/", svc.url);
+    assert_eq!(login(&client, &svc.url, &home).await.status(), 302, "{}", svc.logs());
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!(r.headers()["remote-role"], "guest");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["remote-groups"], "staff,photo-admins");
+    assert_eq!(r.headers()["remote-role"], "admin");
+}

@@ -33,12 +33,68 @@ async fn login_on_one_instance_verify_and_logout_on_another() {
     let (a, b) = two_instances(&idp, &redis).await;
     let client = browser();
     let home = format!("{}/", a.url);
-    assert_eq!(login(&client, &a.url, &home).await.status(), 302);
-    assert_eq!(verify(&client, &b.url, &home).await.status(), 200);
-    assert_eq!(verify(&client, &a.url, &home).await.status(), 200);
+    let cb = login(&client, &a.url, &home).await;
+    assert_eq!(cb.status(), 302);
+    let cookie = session_cookie(&cb);
+    assert_eq!(with_cookie(&b.url, &cookie, &home).await, 200);
+    assert_eq!(with_cookie(&a.url, &cookie, &home).await, 200);
     client.get(format!("{}/oauth2/logout", b.url)).send().await.unwrap();
-    assert_eq!(verify(&client, &a.url, &home).await.status(), 401);
-    assert_eq!(verify(&client, &b.url, &home).await.status(), 401);
+    // At once on the instance that logged out ...
+    assert_eq!(with_cookie(&b.url, &cookie, &home).await, 401);
+    // ... and on the other within session.cache_ttl (2 s by default).
+    assert_ended_within(&a.url, &cookie, &home, CACHE_BOUND).await;
+}
+
+/// How long a logout or revocation on one instance may take to apply on
+/// another: `session.cache_ttl` (2 s by default) plus a margin for the test.
+const CACHE_BOUND: std::time::Duration = std::time::Duration::from_millis(2500);
+
+fn session_cookie(r: &reqwest::Response) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with("_portcullis=") && c.len() > "_portcullis=".len())
+        .expect("a session cookie")
+}
+
+async fn with_cookie(base: &str, cookie: &str, url: &str) -> u16 {
+    plain()
+        .get(format!("{base}/auth/nginx"))
+        .header("cookie", cookie)
+        .header("x-original-url", url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// As [`assert_ended_within`] with a browser's own cookies.
+async fn client_ended_within(client: &reqwest::Client, base: &str, url: &str, bound: std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        match verify(client, base, url).await.status().as_u16() {
+            401 => return,
+            200 => assert!(started.elapsed() < bound, "still signed in after {:?}", started.elapsed()),
+            other => panic!("verify answered {other}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls until the session is refused, failing if that takes longer than
+/// `bound` or if anything but 200 or 401 comes back.
+async fn assert_ended_within(base: &str, cookie: &str, url: &str, bound: std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        match with_cookie(base, cookie, url).await {
+            401 => return,
+            200 => assert!(started.elapsed() < bound, "still signed in after {:?}", started.elapsed()),
+            other => panic!("verify answered {other}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn post_logout_token(base: &str, token: &str) -> reqwest::Response {
@@ -71,13 +127,15 @@ async fn backchannel_logout_by_sid_and_by_sub_on_two_instances() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["sessions_ended"], 1);
-    assert_eq!(verify(&laptop, &a.url, &home).await.status(), 401);
+    assert_eq!(verify(&laptop, &b.url, &home).await.status(), 401);
+    client_ended_within(&laptop, &a.url, &home, CACHE_BOUND).await;
     assert_eq!(verify(&phone, &a.url, &home).await.status(), 200);
 
     // By sub: every session of alice ends; bob's stays.
     let r = post_logout_token(&a.url, &idp.logout_token(json!({"sub": "sub-alice"}))).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(verify(&phone, &b.url, &home).await.status(), 401);
+    assert_eq!(verify(&phone, &a.url, &home).await.status(), 401);
+    client_ended_within(&phone, &b.url, &home, CACHE_BOUND).await;
     assert_eq!(verify(&bob, &b.url, &home).await.status(), 200);
     assert!(a.logs().contains("backchannel_logout"));
 }
@@ -156,10 +214,12 @@ async fn sessions_command_lists_and_revokes() {
     assert_eq!(code, 0);
     assert_eq!(out.lines().filter(|l| l.contains("sub-carol")).count(), 2, "{out}");
 
+    // Seen by the instance (and so in its cache) before the revocation.
+    assert_eq!(verify(&c1, &a.url, &home).await.status(), 200);
     let (code, out, err) = sessions_cmd(&a, &["revoke", "--user", "carol"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2 session(s) ended"), "{out}");
-    assert_eq!(verify(&c1, &a.url, &home).await.status(), 401);
+    client_ended_within(&c1, &a.url, &home, CACHE_BOUND).await;
     assert_eq!(verify(&c2, &a.url, &home).await.status(), 401);
 
     let (code, _, err) = sessions_cmd(&a, &["revoke"]);

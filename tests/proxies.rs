@@ -160,7 +160,25 @@ impl Stack {
                 Proxy::Caddy(Caddy::start(&caddyfile, port))
             }
         };
-        Stack { kind, layout, idp, app, svc, proxy, port, _secrets: secrets }
+        let stack = Stack { kind, layout, idp, app, svc, proxy, port, _secrets: secrets };
+        stack.wait_serving().await;
+        stack
+    }
+
+    /// A proxy listens before it has loaded its sites and certificates:
+    /// wait until it answers a sign-in request end to end.
+    async fn wait_serving(&self) {
+        let url = format!("https://{}/oauth2/userinfo", if self.layout == Layout::SameHost { APP } else { AUTH });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            if let Ok(r) = self.script().get(&url).send().await {
+                if r.status() == StatusCode::UNAUTHORIZED {
+                    return;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "proxy never served {url}\n{}", self.logs());
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     fn client(&self, accept: Option<&str>) -> Client {
@@ -481,7 +499,7 @@ async fn caddy_with_sign_in_under_the_app_host() {
 /// The README text shows the very files the tests above run.
 #[test]
 fn docs_embed_the_tested_examples() {
-    let docs = std::fs::read_to_string(repo_path("docs/proxies.md")).unwrap();
+    let docs = std::fs::read_to_string(repo_path("README.md")).unwrap();
     for file in [
         "examples/portcullis.toml",
         "examples/nginx/auth-host.conf",
@@ -490,6 +508,6 @@ fn docs_embed_the_tested_examples() {
         "examples/caddy/same-host.Caddyfile",
     ] {
         let text = std::fs::read_to_string(repo_path(file)).unwrap();
-        assert!(docs.contains(&text), "docs/proxies.md does not embed {file} as it is now");
+        assert!(docs.contains(&text), "README.md does not embed {file} as it is now");
     }
 }

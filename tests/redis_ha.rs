@@ -20,7 +20,12 @@ const FAILOVER_BOUND: Duration = Duration::from_secs(15);
 async fn sentinel_failover_keeps_sessions() {
     let Some(mut ha) = Sentinel::start().await else { return };
     let idp = Idp::start().await;
-    let toml = format!("{}store = \"redis\"\nredis_url = \"{}\"\nkeys = [\"{KEY_A}\"]\n", local_toml(&idp), ha.url());
+    // No in-process cache: every verify below really asks Redis.
+    let toml = format!(
+        "{}store = \"redis\"\nredis_url = \"{}\"\nkeys = [\"{KEY_A}\"]\ncache_ttl = \"0s\"\n",
+        local_toml(&idp),
+        ha.url()
+    );
     let svc = Service::start(&toml).await;
     svc.wait_ready().await;
     let client = browser();

@@ -69,17 +69,20 @@ async fn groups_changed_at_the_provider_apply_after_refresh() {
     let idp = Idp::start().await;
     idp.set_expires_in(2);
     idp.set_user(json!({"sub": "u-dave", "preferred_username": "dave", "groups": ["staff"]}));
-    let svc = Service::start(&local_toml(&idp)).await;
+    let svc = Service::start(&format!("{}\n[[role_map]]\ngroup = \"admins\"\nrole = \"admin\"\n", local_toml(&idp))).await;
     svc.wait_ready().await;
     let client = browser();
     let home = format!("{}/", svc.url);
     login(&client, &svc.url, &home).await;
-    assert_eq!(verify(&client, &svc.url, &home).await.headers()["remote-groups"], "staff");
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!(r.headers()["remote-groups"], "staff");
+    assert_eq!(r.headers()["remote-role"], "guest");
     idp.set_user(json!({"sub": "u-dave", "preferred_username": "dave", "groups": ["staff", "admins"]}));
     until_due().await;
     let r = verify(&client, &svc.url, &home).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["remote-groups"], "staff,admins");
+    assert_eq!(r.headers()["remote-role"], "admin");
 }
 
 #[tokio::test]

@@ -164,19 +164,7 @@ mod tests {
     use crate::session::SessionId;
 
     fn session(user: &str) -> Arc<Session> {
-        Arc::new(Session {
-            identity: crate::identity::Identity { user: user.into(), person: user.into(), ..Default::default() },
-            claims: Default::default(),
-            id_token: None,
-            access_token: None,
-            refresh_token: None,
-            access_expires_at: None,
-            sid: None,
-            created_at: 0,
-            expires_at: u64::MAX,
-            last_seen: 0,
-            refreshed_at: 0,
-        })
+        Arc::new(crate::session::test_session(user))
     }
 
     #[tokio::test]

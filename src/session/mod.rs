@@ -7,6 +7,7 @@
 //! stores implement [`SessionStore`]: [`memory::MemoryStore`] (the embedded
 //! default) and [`redis::RedisStore`].
 
+pub mod cached;
 pub mod cookie;
 pub mod memory;
 pub mod redis;
@@ -86,6 +87,9 @@ pub struct Session {
     /// When tokens and identity were last renewed (the login counts).
     #[serde(default)]
     pub refreshed_at: u64,
+    /// The identity headers, computed on first use (not stored).
+    #[serde(skip)]
+    pub headers: crate::headers::HeaderCache,
 }
 
 impl Session {
@@ -116,6 +120,25 @@ impl fmt::Debug for Session {
             .field("expires_at", &self.expires_at)
             .field("last_seen", &self.last_seen)
             .finish_non_exhaustive()
+    }
+}
+
+/// A bare session of `user` for unit tests: no tokens, never ending.
+#[cfg(test)]
+pub(crate) fn test_session(user: &str) -> Session {
+    Session {
+        identity: Identity { user: user.into(), person: user.into(), ..Default::default() },
+        claims: Default::default(),
+        id_token: None,
+        access_token: None,
+        refresh_token: None,
+        access_expires_at: None,
+        sid: None,
+        created_at: 0,
+        expires_at: u64::MAX,
+        last_seen: 0,
+        refreshed_at: 0,
+        headers: Default::default(),
     }
 }
 
@@ -191,12 +214,16 @@ pub fn open_store(config: &crate::config::Config) -> Result<Arc<dyn SessionStore
     Ok(match config.session.store {
         crate::config::StoreKind::Memory => Arc::new(memory::MemoryStore::new(config.session.memory_max_sessions)),
         crate::config::StoreKind::Redis => {
-            Arc::new(redis::RedisStore::new(&redis::RedisOptions {
+            let redis: Arc<dyn SessionStore> = Arc::new(redis::RedisStore::new(&redis::RedisOptions {
                 urls: config.session.redis_urls.iter().map(|s| s.expose().to_string()).collect(),
                 ca_file: config.session.redis_ca_file.clone(),
                 timeout: REDIS_TIMEOUT,
                 index_ttl: config.session.ttl,
-            })?)
+            })?);
+            match config.session.cache_ttl {
+                Some(ttl) => Arc::new(cached::CachedStore::new(redis, ttl, config.session.memory_max_sessions)),
+                None => redis,
+            }
         }
     })
 }

@@ -195,11 +195,17 @@ impl RedisStore {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(StoreError::Unavailable(describe(&e))),
             Err(_) => Err(StoreError::Timeout(self.timeout)),
         };
+        let metrics = crate::metrics::get();
+        metrics.store_seconds.observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics.store_errors.inc();
+        }
         match &result {
             Ok(_) => {
                 if self.down.swap(false, Ordering::Relaxed) {

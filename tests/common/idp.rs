@@ -114,6 +114,7 @@ struct State {
     counter: u64,
     expires_in: u64,
     refuse_refresh: bool,
+    token_delay: std::time::Duration,
     issued: Vec<Issued>,
 }
 
@@ -194,6 +195,11 @@ impl Idp {
     /// Lifetime of the access tokens issued from now on.
     pub fn set_expires_in(&self, secs: u64) {
         self.state.lock().unwrap().expires_in = secs;
+    }
+
+    /// Makes the token endpoint answer only after `delay`.
+    pub fn set_token_delay(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().token_delay = delay;
     }
 
     /// Makes every refresh from now on fail with `invalid_grant` (the user
@@ -452,7 +458,7 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
         access_token: access_token.clone(),
         refresh_token: refresh_token.clone(),
     });
-    ResponseTemplate::new(200).set_body_json(json!({
+    ResponseTemplate::new(200).set_delay(s.token_delay).set_body_json(json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": s.expires_in,

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::free_port;
 
+/// A single Redis node that keeps what it acknowledged across a kill.
 pub struct Redis {
     pub port: u16,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
+    node: Proc,
+    _dir: tempfile::TempDir,
 }
 
 impl Redis {
@@ -20,60 +21,37 @@ impl Redis {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut r = Redis { port: free_port(), child: None, dir };
-        r.start_again().await;
-        Some(r)
+        let port = free_port();
+        let args = [
+            "--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "",
+            // Every write is on disk before Redis answers, so a killed and
+            // restarted server still has the sessions (as a real one would).
+            "--appendonly", "yes", "--appendfsync", "always",
+            "--dir", &dir.path().display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        let node = Proc::start(port, args).await;
+        Some(Redis { port, node, _dir: dir })
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    /// Starts the server (again) on the same port.
+    /// Starts the server again on the same port.
     pub async fn start_again(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            // Every write is on disk before Redis answers, so a killed and
-            // restarted server still has the sessions (as a real one would).
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {}", self.port);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.node.start_again().await;
     }
 
     /// Kills the server (SIGKILL); what it acknowledged is kept on disk.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.node.stop();
     }
 
     /// Runs a redis-cli command against this server and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
+        self.node.cli(args)
     }
 }
 
@@ -92,6 +70,7 @@ impl Proc {
     }
 
     pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
             .args(&self.args)
             .stdin(Stdio::null())

@@ -176,7 +176,8 @@ async fn spawn(config: &PathBuf, log: &PathBuf, env: &[(&str, &str)], listen: Op
         let fresh = text.get(start_len..).unwrap_or("");
         if let Some(pos) = fresh.find("listening on ") {
             let rest = &fresh[pos + "listening on ".len()..];
-            let addr_text: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+            let addr_text: String =
+                rest.chars().take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')).collect();
             if let Ok(addr) = addr_text.parse() {
                 return (child, addr);
             }

@@ -1,0 +1,129 @@
+//! What portcullis counts, for Prometheus: `/metrics` in the OpenMetrics
+//! text format (which Prometheus scrapes as is).
+//!
+//! One process-wide set of metrics ([`get`]), recorded where things happen:
+//! verify answers and their latency, logins and why they failed, refreshes,
+//! session store errors and latency, Microsoft Graph calls and cache hits,
+//! sessions created and ended. Recording is a counter bump behind a read
+//! lock: cheap enough for the verify path.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A label set of fixed names and static values.
+type Labels<const N: usize> = [(&'static str, &'static str); N];
+
+/// Verify endpoints, in the order of [`Metrics::verify`]'s first index.
+pub const ENDPOINTS: [&str; 2] = ["nginx", "forward"];
+/// Verify outcomes, in the order of its second index.
+pub const OUTCOMES: [&str; 6] = ["allow", "bypass", "unauthenticated", "deny", "bad_request", "error"];
+
+/// Every metric portcullis exports.
+pub struct Metrics {
+    registry: Registry,
+    /// The verify counters made once, so the hot path only bumps one.
+    verify_by: [[Counter; OUTCOMES.len()]; ENDPOINTS.len()],
+    /// Verify answers by `endpoint` (`nginx`, `forward`) and `outcome`
+    /// (`allow`, `bypass`, `unauthenticated`, `deny`, `bad_request`, `error`).
+    pub verify: Family<Labels<2>, Counter>,
+    /// Time to answer a verify, in seconds.
+    pub verify_seconds: Histogram,
+    /// Logins by `outcome` (`success`, `refused`, `failed`) and `reason`.
+    pub logins: Family<Labels<2>, Counter>,
+    /// Session refreshes by `outcome` (`success`, `refused`, `postponed`).
+    pub refreshes: Family<Labels<1>, Counter>,
+    /// Failed session store calls.
+    pub store_errors: Counter,
+    /// Time per session store call (Redis), in seconds.
+    pub store_seconds: Histogram,
+    /// Microsoft Graph lookups by `outcome` (`success`, `error`, `timeout`).
+    pub graph_calls: Family<Labels<1>, Counter>,
+    /// Cache lookups by `cache` (`graph_memberships`, `graph_names`) and
+    /// `result` (`hit`, `miss`).
+    pub cache: Family<Labels<2>, Counter>,
+    pub sessions_created: Counter,
+    /// Sessions ended by `reason` (`logout`, `idle`, `refresh_refused`,
+    /// `revoked`, `backchannel`).
+    pub sessions_ended: Family<Labels<1>, Counter>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("portcullis");
+        let verify: Family<Labels<2>, Counter> = Family::default();
+        let verify_by =
+            ENDPOINTS.map(|e| OUTCOMES.map(|o| verify.get_or_create(&[("endpoint", e), ("outcome", o)]).clone()));
+        let m = Metrics {
+            verify_by,
+            verify,
+            // 50 µs .. ~1.6 s
+            verify_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            logins: Family::default(),
+            refreshes: Family::default(),
+            store_errors: Counter::default(),
+            store_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            graph_calls: Family::default(),
+            cache: Family::default(),
+            sessions_created: Counter::default(),
+            sessions_ended: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("verify_requests", "Verify answers by endpoint and outcome", m.verify.clone());
+        registry.register("verify_duration_seconds", "Time to answer a verify", m.verify_seconds.clone());
+        registry.register("logins", "Logins by outcome and reason", m.logins.clone());
+        registry.register("session_refreshes", "Session refreshes by outcome", m.refreshes.clone());
+        registry.register("store_errors", "Failed session store calls", m.store_errors.clone());
+        registry.register("store_duration_seconds", "Time per session store call", m.store_seconds.clone());
+        registry.register("graph_calls", "Microsoft Graph lookups by outcome", m.graph_calls.clone());
+        registry.register("cache_lookups", "Cache lookups by cache and result", m.cache.clone());
+        registry.register("sessions_created", "Sessions created at login", m.sessions_created.clone());
+        registry.register("sessions_ended", "Sessions ended by reason", m.sessions_ended.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// The metrics as OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Counts one verify: indexes into [`ENDPOINTS`] and [`OUTCOMES`].
+    pub fn verify(&self, endpoint: usize, outcome: usize, took: Duration) {
+        self.verify_by[endpoint][outcome].inc();
+        self.verify_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn login(&self, outcome: &'static str, reason: &'static str) {
+        self.logins.get_or_create(&[("outcome", outcome), ("reason", reason)]).inc();
+    }
+
+    pub fn refresh(&self, outcome: &'static str) {
+        self.refreshes.get_or_create(&[("outcome", outcome)]).inc();
+    }
+
+    pub fn graph(&self, outcome: &'static str) {
+        self.graph_calls.get_or_create(&[("outcome", outcome)]).inc();
+    }
+
+    pub fn cache(&self, cache: &'static str, hit: bool) {
+        self.cache.get_or_create(&[("cache", cache), ("result", if hit { "hit" } else { "miss" })]).inc();
+    }
+
+    pub fn session_ended(&self, reason: &'static str) {
+        self.sessions_ended.get_or_create(&[("reason", reason)]).inc();
+    }
+}
