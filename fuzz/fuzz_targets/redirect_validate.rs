@@ -32,6 +32,7 @@ fuzz_target!(|input: Input| {
     assert!(reparsed.username().is_empty() && reparsed.password().is_none(), "{rd:?} -> {out}");
     assert!(allowed(reparsed.host_str().unwrap_or("")), "{rd:?} -> {out}");
     assert!(!out.as_str().bytes().any(|b| b < 0x20 || b == 0x7f), "{rd:?} -> {out:?}");
+    assert!(out.as_str().len() <= portcullis::redirect::MAX_LEN, "{rd:?} -> {} bytes", out.as_str().len());
     let browser = if rd.starts_with('/') { base.as_ref().unwrap().join(rd) } else { Url::parse(rd) };
     let browser = browser.expect("an accepted URL parses for a browser");
     assert_eq!(browser.host_str(), out.host_str(), "{rd:?}");
