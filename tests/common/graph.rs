@@ -277,7 +277,11 @@ impl Logs {
             .with_ansi(false)
             .with_max_level(tracing::Level::DEBUG)
             .finish();
-        (logs.clone(), tracing::subscriber::set_default(subscriber))
+        let guard = tracing::subscriber::set_default(subscriber);
+        // Another test thread may have cached "nobody listens" for a
+        // callsite before this subscriber existed: ask every callsite again.
+        tracing::callsite::rebuild_interest_cache();
+        (logs.clone(), guard)
     }
 
     pub fn text(&self) -> String {
