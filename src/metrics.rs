@@ -21,8 +21,19 @@ type Labels<const N: usize> = [(&'static str, &'static str); N];
 
 /// Verify endpoints, in the order of [`Metrics::verify`]'s first index.
 pub const ENDPOINTS: [&str; 2] = ["nginx", "forward"];
-/// Verify outcomes, in the order of its second index.
+/// Verify outcomes, in the order of its second index (see [`Outcome`]).
 pub const OUTCOMES: [&str; 6] = ["allow", "bypass", "unauthenticated", "deny", "bad_request", "error"];
+
+/// How a verify ended; its value indexes [`OUTCOMES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Allow = 0,
+    Bypass = 1,
+    Unauthenticated = 2,
+    Deny = 3,
+    BadRequest = 4,
+    Error = 5,
+}
 
 /// Every metric portcullis exports.
 pub struct Metrics {
@@ -101,9 +112,9 @@ impl Metrics {
         out
     }
 
-    /// Counts one verify: indexes into [`ENDPOINTS`] and [`OUTCOMES`].
-    pub fn verify(&self, endpoint: usize, outcome: usize, took: Duration) {
-        self.verify_by[endpoint][outcome].inc();
+    /// Counts one verify; `endpoint` indexes [`ENDPOINTS`].
+    pub fn verify(&self, endpoint: usize, outcome: Outcome, took: Duration) {
+        self.verify_by[endpoint][outcome as usize].inc();
         self.verify_seconds.observe(took.as_secs_f64());
     }
 

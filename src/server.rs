@@ -26,6 +26,7 @@ use url::Url;
 use crate::config::Config;
 use crate::headers::IdentityHeaders;
 use crate::identity::{Identity, Mapper};
+use crate::metrics::Outcome;
 use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
 use crate::policy::{Decision, Policy, RequestInfo};
 use crate::redirect::Redirects;
@@ -300,21 +301,20 @@ async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor, peer: Socket
         Flavor::Nginx => 0,
         Flavor::Forward => 1,
     };
-    let outcome = crate::metrics::OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(crate::metrics::OUTCOMES.len() - 1);
     crate::metrics::get().verify(endpoint, outcome, started.elapsed());
     response
 }
 
-/// The answer and its outcome label for the metrics.
+/// The answer and its outcome for the metrics.
 async fn verify_inner(
     app: &App,
     req: &Request<Incoming>,
     flavor: Flavor,
     peer: SocketAddr,
-) -> (Response<Body>, &'static str) {
+) -> (Response<Body>, Outcome) {
     let original = match original_url(req.headers(), flavor, app.config.public_url.scheme()) {
         Ok(u) => u,
-        Err(reason) => return (page(req, StatusCode::BAD_REQUEST, "Bad request", reason), "bad_request"),
+        Err(reason) => return (page(req, StatusCode::BAD_REQUEST, "Bad request", reason), Outcome::BadRequest),
     };
     let method = original_method(req.headers(), req.method(), flavor);
     let info = RequestInfo {
@@ -324,18 +324,18 @@ async fn verify_inner(
     };
     let rules = app.rules.load();
     if rules.policy.bypasses(&info) {
-        return (text(StatusCode::OK, ""), "bypass");
+        return (text(StatusCode::OK, ""), Outcome::Bypass);
     }
     // Fail closed when the store cannot answer; it logs the outage once.
-    let unavailable = || (text(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n"), "error");
+    let unavailable = || (text(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n"), Outcome::Error);
     let loaded = match load_session(app, req.headers()).await {
         Ok(Some(loaded)) => loaded,
-        Ok(None) => return (signed_out(app, req, flavor, &original), "unauthenticated"),
+        Ok(None) => return (signed_out(app, req, flavor, &original), Outcome::Unauthenticated),
         Err(_) => return unavailable(),
     };
     let session = match app.upkeep(&rules).check(&loaded.id.store_key(), loaded.session).await {
         Ok(Some(session)) => session,
-        Ok(None) => return (signed_out(app, req, flavor, &original), "unauthenticated"),
+        Ok(None) => return (signed_out(app, req, flavor, &original), Outcome::Unauthenticated),
         Err(_) => return unavailable(),
     };
     match rules.policy.decide(&info, &session.identity, &session.claims) {
@@ -347,7 +347,7 @@ async fn verify_inner(
                 // Sealed with an older key: seal it again with the current one.
                 add_cookie(&mut response, &session_cookie(app, &app.sealer.seal(Purpose::Session, loaded.id.as_bytes())));
             }
-            (response, "allow")
+            (response, Outcome::Allow)
         }
         Decision::Deny { reason, .. } => {
             tracing::info!(
@@ -360,7 +360,7 @@ async fn verify_inner(
                 reason = %reason,
                 "access denied"
             );
-            (page(req, StatusCode::FORBIDDEN, "Forbidden", "You are signed in but not allowed here."), "deny")
+            (page(req, StatusCode::FORBIDDEN, "Forbidden", "You are signed in but not allowed here."), Outcome::Deny)
         }
     }
 }
