@@ -37,23 +37,8 @@ pub fn original_url(headers: &HeaderMap, flavor: Flavor, default_scheme: &str) -
             return Ok(url);
         }
     }
-    let proto = match header_str(headers, "x-forwarded-proto")? {
-        Some(p) => {
-            let p = p.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
-            if p != "http" && p != "https" {
-                return Err("X-Forwarded-Proto must be http or https");
-            }
-            p
-        }
-        None => default_scheme.to_string(),
-    };
-    let host = match header_str(headers, "x-forwarded-host")? {
-        Some(h) => h.split(',').next().unwrap_or("").trim(),
-        None => header_str(headers, "host")?.ok_or("no X-Forwarded-Host or Host header")?,
-    };
-    if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
-        return Err("X-Forwarded-Host is not a host");
-    }
+    let proto = forwarded_proto(headers, default_scheme)?;
+    let host = forwarded_host(headers)?;
     let uri = header_str(headers, "x-forwarded-uri")?.unwrap_or("/");
     if !uri.starts_with('/') || uri.starts_with("//") {
         return Err("X-Forwarded-Uri must be a path starting with a single /");
@@ -138,21 +123,38 @@ pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 
 /// The original request's scheme and host, as the browser sees it.
 pub fn request_base(headers: &HeaderMap, default_scheme: &str) -> Option<Url> {
-    let proto = header_str(headers, "x-forwarded-proto")
-        .ok()
-        .flatten()
-        .map(|p| p.split(',').next().unwrap_or("").trim().to_ascii_lowercase())
-        .filter(|p| p == "http" || p == "https")
-        .unwrap_or_else(|| default_scheme.to_string());
-    let host = header_str(headers, "x-forwarded-host")
-        .ok()
-        .flatten()
-        .map(|h| h.split(',').next().unwrap_or("").trim())
-        .or_else(|| header_str(headers, "host").ok().flatten())?;
-    if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
-        return None;
-    }
+    // An unusable X-Forwarded-Proto falls back to the default scheme here.
+    let proto = forwarded_proto(headers, default_scheme).unwrap_or_else(|_| default_scheme.to_string());
+    let host = forwarded_host(headers).ok()?;
     Url::parse(&format!("{proto}://{host}/")).ok()
+}
+
+/// The scheme the proxy reports (the first of `X-Forwarded-Proto`), else
+/// `default_scheme`; an error when it is neither http nor https.
+fn forwarded_proto(headers: &HeaderMap, default_scheme: &str) -> Result<String, &'static str> {
+    match header_str(headers, "x-forwarded-proto")? {
+        Some(p) => {
+            let p = p.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
+            if p != "http" && p != "https" {
+                return Err("X-Forwarded-Proto must be http or https");
+            }
+            Ok(p)
+        }
+        None => Ok(default_scheme.to_string()),
+    }
+}
+
+/// The host the proxy reports (the first of `X-Forwarded-Host`, else
+/// `Host`), refusing anything that is not a bare host.
+fn forwarded_host(headers: &HeaderMap) -> Result<&str, &'static str> {
+    let host = match header_str(headers, "x-forwarded-host")? {
+        Some(h) => h.split(',').next().unwrap_or("").trim(),
+        None => header_str(headers, "host")?.ok_or("no X-Forwarded-Host or Host header")?,
+    };
+    if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
+        return Err("X-Forwarded-Host is not a host");
+    }
+    Ok(host)
 }
 
 
