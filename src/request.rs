@@ -26,7 +26,9 @@ pub enum Flavor {
 pub fn original_url(headers: &HeaderMap, flavor: Flavor, default_scheme: &str) -> Result<Url, &'static str> {
     if flavor == Flavor::Nginx {
         if let Some(v) = headers.get("x-original-url") {
-            let text = v.to_str().map_err(|_| "X-Original-URL is not valid text")?;
+            // Trimmed as the URL parser trims it, so the checks below see
+            // the very text the parse does.
+            let text = v.to_str().map_err(|_| "X-Original-URL is not valid text")?.trim();
             let url = Url::parse(text).map_err(|_| "X-Original-URL is not an absolute URL")?;
             if url.scheme() != "http" && url.scheme() != "https" || url.host_str().is_none() {
                 return Err("X-Original-URL must be an http(s) URL with a host");
