@@ -171,7 +171,7 @@ async fn login_many(args: &[String]) -> Result<(), String> {
             .map(|c| {
                 let opened = sealer.open(Purpose::Session, c).ok_or("a minted cookie does not open with --key")?;
                 let id = SessionId::from_bytes(&opened.payload).ok_or("a minted cookie holds no session ID")?;
-                Ok(format!("{REDIS_PREFIX}{}", id.store_key().as_str()))
+                Ok(format!("{REDIS_PREFIX}{}", id.store_key()))
             })
             .collect::<Result<Vec<_>, String>>()?;
         write_lines(path, &keys)?;

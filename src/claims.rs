@@ -22,6 +22,37 @@ use serde_json::{Map, Value};
 /// Claims as JSON: the merged view of every source the provider gave us.
 pub type Claims = Map<String, Value>;
 
+/// Claims kept with a session: their JSON text, read back only when an
+/// expression or an explanation asks (most verifies never do), so a
+/// session holds one string rather than a tree of maps. Stored in Redis as
+/// the JSON object itself.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoredClaims(Box<serde_json::value::RawValue>);
+
+impl StoredClaims {
+    pub fn new(claims: &Claims) -> StoredClaims {
+        // A map with string keys always serializes; `{}` keeps this total.
+        StoredClaims(serde_json::value::to_raw_value(claims).unwrap_or_else(|_| empty_object()))
+    }
+
+    /// The claims; an unreadable text (never written by portcullis) reads
+    /// as no claims, so expressions that need one fail closed.
+    pub fn read(&self) -> Claims {
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+}
+
+impl Default for StoredClaims {
+    fn default() -> StoredClaims {
+        StoredClaims(empty_object())
+    }
+}
+
+fn empty_object() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("{}".to_string()).expect("{} is JSON")
+}
+
 /// Claims that describe the token, not the person: only the verified ID
 /// token may supply them.
 const PROTOCOL_CLAIMS: &[&str] =

@@ -16,7 +16,7 @@ use hyper::header::HeaderMap;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::claims::{self, ClaimSource};
+use crate::claims::{self, ClaimSource, StoredClaims};
 use crate::config::Config;
 use crate::headers::{IdentityHeaders, UpstreamHeaderValue};
 use crate::identity::{Claims, Identity, Mapper, Mapping, RoleFrom};
@@ -62,7 +62,7 @@ impl Explainer<'_> {
                 headers = self.headers_for(identity);
                 (true, "sign-in succeeds (give a URL to see the policy decision for a request)".to_string())
             }
-            (Ok(identity), Some(req)) => match self.policy.decide_noting(req, identity, claims, &mut notes) {
+            (Ok(identity), Some(req)) => match self.policy.decide_noting(req, identity, &StoredClaims::new(claims), &mut notes) {
                 Decision::Allow { rule } => {
                     headers = self.headers_for(identity);
                     let why = match rule {

@@ -85,9 +85,9 @@ impl IdentityHeaders {
     /// repeated verifies only copy six reference-counted values.
     pub fn write_cached(&self, identity: &Identity, cache: &HeaderCache, out: &mut HeaderMap) {
         match cache.0.get() {
-            Some((separator, values)) if *separator == self.separator => self.insert(values, out),
+            Some(cached) if cached.0 == self.separator => self.insert(&cached.1, out),
             Some(_) => self.write(identity, out),
-            None => self.insert(&cache.0.get_or_init(|| (self.separator.clone(), self.values(identity))).1, out),
+            None => self.insert(&cache.0.get_or_init(|| Box::new((self.separator.clone(), self.values(identity)))).1, out),
         }
     }
 
@@ -118,9 +118,10 @@ impl IdentityHeaders {
 }
 
 /// Identity header values computed for one session, with the groups
-/// separator they were joined with. Never stored, only kept in memory.
+/// separator they were joined with. Never stored, only kept in memory;
+/// boxed, so a session not yet used costs one pointer for it.
 #[derive(Clone, Debug, Default)]
-pub struct HeaderCache(std::sync::OnceLock<(String, [HeaderValue; 6])>);
+pub struct HeaderCache(std::sync::OnceLock<Box<(String, [HeaderValue; 6])>>);
 
 /// Extra headers for the upstream per mapped user (`[upstream_headers.USER]`),
 /// read once at start from files or the environment.

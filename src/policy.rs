@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConfigError};
 use crate::expr::{Expr, Scope, Vars};
-use crate::identity::{Claims, Identity};
+use crate::claims::StoredClaims;
+use crate::identity::Identity;
 use crate::names::{self, GroupPaths};
 
 /// What happens when no `[[policy]]` rule matches.
@@ -207,7 +208,7 @@ impl Policy {
     }
 
     /// Decides for a signed-in user; expression errors are logged.
-    pub fn decide(&self, req: &RequestInfo, identity: &Identity, claims: &Claims) -> Decision {
+    pub fn decide(&self, req: &RequestInfo, identity: &Identity, claims: &StoredClaims) -> Decision {
         let mut notes = Vec::new();
         let d = self.decide_noting(req, identity, claims, &mut notes);
         for note in notes {
@@ -217,7 +218,13 @@ impl Policy {
     }
 
     /// As [`Policy::decide`], collecting expression errors in `notes`.
-    pub fn decide_noting(&self, req: &RequestInfo, identity: &Identity, claims: &Claims, notes: &mut Vec<String>) -> Decision {
+    pub fn decide_noting(
+        &self,
+        req: &RequestInfo,
+        identity: &Identity,
+        claims: &StoredClaims,
+        notes: &mut Vec<String>,
+    ) -> Decision {
         let Some((i, action)) = self.matching_rule(req) else {
             return match self.default {
                 DefaultPolicy::Allow => Decision::Allow { rule: None },
@@ -237,7 +244,7 @@ impl Policy {
     }
 
     /// The first requirement of `rule` the identity does not meet, if any.
-    fn unmet(&self, rule: &Rule, req: &RequestInfo, id: &Identity, claims: &Claims, notes: &mut Vec<String>) -> Option<String> {
+    fn unmet(&self, rule: &Rule, req: &RequestInfo, id: &Identity, claims: &StoredClaims, notes: &mut Vec<String>) -> Option<String> {
         let groups = names::normalize_groups(&id.groups, self.group_paths);
         let roles = names::normalize_all(&id.roles);
         let emails: Vec<String> = id.email.iter().chain(&id.person_email).map(|e| names::normalize(e)).collect();
@@ -264,8 +271,9 @@ impl Policy {
             return Some(format!("an email in one of the domains {}", listed(&rule.email_domains)));
         }
         if let Some(e) = &rule.expr {
+            let claims = claims.read();
             let vars = Vars {
-                claims,
+                claims: &claims,
                 groups: &groups,
                 roles: &roles,
                 user: &id.user,

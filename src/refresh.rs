@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::claims::StoredClaims;
 use crate::config::SessionConfig;
 use crate::identity::Mapper;
 use crate::oidc::{Oidc, OidcError};
@@ -102,11 +103,11 @@ impl Upkeep<'_> {
             Err(e) => return self.end_refused(key, &session, &format!("refresh refused: {e}"), "refresh_refused").await,
         };
         let (claims, identity) = if refreshed.id_claims.is_none() && refreshed.userinfo_claims.is_none() {
-            (session.claims.clone(), session.identity.clone())
+            (None, session.identity.clone())
         } else {
             // Merged exactly as at login; without a new ID token, the
             // session's protocol claims (`sub`, `iss`, ...) stand in for it.
-            let id = refreshed.id_claims.clone().unwrap_or_else(|| crate::claims::protocol_claims(&session.claims));
+            let id = refreshed.id_claims.clone().unwrap_or_else(|| crate::claims::protocol_claims(&session.claims.read()));
             // Group memberships are looked up again too (Graph's cache
             // applies), so a removal from a group takes effect here.
             let (claims, identity) = self
@@ -114,7 +115,7 @@ impl Upkeep<'_> {
                 .derive(self.graph, &id, refreshed.userinfo_claims.as_ref(), Some(&refreshed.access_token))
                 .await;
             match identity {
-                Ok(identity) => (claims, identity),
+                Ok(identity) => (Some(StoredClaims::new(&claims)), identity),
                 Err(refusal) => {
                     return self.end_refused(key, &session, &format!("no longer allowed: {refusal}"), "no_longer_allowed").await;
                 }
@@ -123,9 +124,11 @@ impl Upkeep<'_> {
         let now = unix_now();
         let updated = Session {
             identity,
-            claims,
-            id_token: refreshed.id_token.or_else(|| session.id_token.clone()),
-            access_token: Some(refreshed.access_token),
+            claims: claims.unwrap_or_else(|| session.claims.clone()),
+            // Kept only by sessions whose ID token did not fit the logout
+            // hint cookie; the others keep the login's (an expired ID token
+            // is still a valid hint).
+            id_token: session.id_token.as_ref().and(refreshed.id_token).or_else(|| session.id_token.clone()),
             // A rotated refresh token replaces the old one before anything
             // else uses it.
             refresh_token: refreshed.refresh_token.or(Some(refresh_token)),
@@ -174,7 +177,7 @@ impl Upkeep<'_> {
 }
 
 fn claim_name(key: &StoreKey) -> String {
-    format!("refresh:{}", key.as_str())
+    format!("refresh:{key}")
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use url::Url;
 
+use crate::claims::StoredClaims;
 use crate::config::Config;
 use crate::headers::IdentityHeaders;
 use crate::identity::{Identity, Mapper};
@@ -32,7 +33,7 @@ use crate::policy::{Decision, Policy, RequestInfo};
 use crate::redirect::Redirects;
 use crate::request::{Flavor, client_ip, cookie_pairs, cookies, original_method, original_url, request_base, wants_html};
 use crate::session::cookie::{Purpose, Sealer};
-use crate::session::{Index, Session, SessionId, SessionStore, StoreError, unix_now};
+use crate::session::{Index, Session, SessionId, SessionStore, StoreError, StoreKey, unix_now};
 
 type Body = Full<Bytes>;
 
@@ -555,11 +556,15 @@ async fn callback_inner(
     };
     let now = unix_now();
     let ttl = app.config.session.ttl;
+    let id = SessionId::generate();
+    // The ID token is only needed at logout: the browser keeps it in a
+    // sealed cookie sent only to the logout endpoint, so the store does not
+    // hold it for the whole session. Too large for a cookie, it is stored.
+    let hint = logout_hint_cookie(app, &id, &result.id_token);
     let session = Session {
         sid: claims.get("sid").and_then(|v| v.as_str()).map(str::to_string),
-        claims,
-        id_token: Some(result.id_token),
-        access_token: Some(result.access_token),
+        claims: StoredClaims::new(&claims),
+        id_token: if hint.is_some() { None } else { Some(result.id_token) },
         refresh_token: result.refresh_token,
         access_expires_at: result.expires_in.map(|d| now + d.as_secs()),
         created_at: now,
@@ -569,7 +574,6 @@ async fn callback_inner(
         identity,
         headers: Default::default(),
     };
-    let id = SessionId::generate();
     let user = session.identity.user.clone();
     let subject = session.identity.subject.clone();
     let person = session.identity.person.clone();
@@ -583,7 +587,45 @@ async fn callback_inner(
     crate::metrics::get().sessions_created.inc();
     let mut response = redirect(&attempt.rd);
     add_cookie(&mut response, &session_cookie(app, &app.sealer.seal(Purpose::Session, id.as_bytes())));
+    if let Some(hint) = hint {
+        add_cookie(&mut response, &hint);
+    }
     response
+}
+
+/// Largest sealed logout hint put in a cookie; browsers keep cookies of up
+/// to 4096 bytes, name and attributes included.
+const MAX_HINT_COOKIE: usize = 3800;
+
+fn logout_hint_name(app: &App) -> String {
+    format!("{}_logout", app.config.session.cookie_name)
+}
+
+fn logout_hint_path(app: &App) -> String {
+    app.config.endpoint_url("/oauth2/logout").path().to_string()
+}
+
+/// The `Set-Cookie` value carrying `id_token` for the logout of session
+/// `id`, or `None` when it would be too large for a browser to keep. The
+/// sealed value is bound to the session's store key, so a hint from
+/// another session is never sent.
+fn logout_hint_cookie(app: &App, id: &SessionId, id_token: &str) -> Option<String> {
+    let mut payload = Vec::with_capacity(32 + id_token.len());
+    payload.extend_from_slice(id.store_key().as_bytes());
+    payload.extend_from_slice(id_token.as_bytes());
+    let sealed = app.sealer.seal(Purpose::LogoutHint, &payload);
+    let s = &app.config.session;
+    (sealed.len() <= MAX_HINT_COOKIE)
+        .then(|| set_cookie(&logout_hint_name(app), &sealed, &logout_hint_path(app), s.cookie_domain.as_deref(), s.cookie_secure, Some(s.ttl.as_secs())))
+}
+
+/// The ID token a logout hint cookie holds for the session filed under `key`.
+fn logout_hint(app: &App, headers: &HeaderMap, key: &StoreKey) -> Option<String> {
+    cookies(headers, &logout_hint_name(app)).find_map(|value| {
+        let opened = app.sealer.open(Purpose::LogoutHint, value)?;
+        let (bound, token) = opened.payload.split_at_checked(32)?;
+        (bound == key.as_bytes()).then(|| String::from_utf8(token.to_vec()).ok()).flatten()
+    })
 }
 
 fn session_cookie(app: &App, value: &str) -> String {
@@ -601,6 +643,7 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
     };
     let s = &app.config.session;
     let clear = expire_cookie(&s.cookie_name, "/", s.cookie_domain.as_deref(), s.cookie_secure);
+    let clear_hint = expire_cookie(&logout_hint_name(app), &logout_hint_path(app), s.cookie_domain.as_deref(), s.cookie_secure);
     let session = match load_session(app, req.headers()).await {
         Ok(v) => v,
         Err(_) => {
@@ -619,7 +662,7 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
         }
         tracing::info!(event = "logout", user = %session.identity.user, subject = %session.identity.subject, "logout");
         crate::metrics::get().session_ended("logout");
-        id_token = session.id_token.clone();
+        id_token = session.id_token.clone().or_else(|| logout_hint(app, req.headers(), &id.store_key()));
     }
     let post_logout = rd.clone().unwrap_or_else(|| app.config.endpoint_url("/"));
     let mut response = match app.oidc.logout_url(id_token.as_deref(), &post_logout) {
@@ -630,6 +673,7 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
         },
     };
     add_cookie(&mut response, &clear);
+    add_cookie(&mut response, &clear_hint);
     response
 }
 
@@ -724,7 +768,7 @@ fn debug_explain(app: &App, req: &Request<Incoming>, session: &Session) -> Respo
         policy: &rules.policy,
         headers: &rules.headers,
     };
-    let explanation = explainer.explain(&session.claims, request.as_ref());
+    let explanation = explainer.explain(&session.claims.read(), request.as_ref());
     let mut body = identity_json(&session.identity);
     body["explain"] = explanation.to_json(&rules.config);
     if explanation.mapping.result.as_ref().ok() != Some(&session.identity) {

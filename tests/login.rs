@@ -65,6 +65,13 @@ async fn full_flow_sets_headers_then_logout_signs_out() {
         assert!(session.contains(attr), "{attr} missing in {session}");
     }
     assert!(!session.contains("Secure"), "cookie_secure = false: {session}");
+    // The ID token waits for the logout in a cookie sent only there.
+    let hint = set_cookies(&cb).into_iter().find(|c| c.starts_with("_portcullis_logout=")).unwrap();
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/oauth2/logout", "Max-Age=43200"] {
+        assert!(hint.contains(attr), "{attr} missing in {hint}");
+    }
+    let id_token = idp.issued().last().unwrap().id_token.clone();
+    assert!(!hint.contains(&id_token), "the hint is sealed: {hint}");
     // The login cookie is spent.
     assert!(set_cookies(&cb).iter().any(|c| c.starts_with("_portcullis_login_") && c.contains("Max-Age=0")));
 
@@ -90,8 +97,10 @@ async fn full_flow_sets_headers_then_logout_signs_out() {
     assert!(to.as_str().starts_with(&format!("{}/logout", idp.issuer)), "{to}");
     let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
     assert_eq!(q["post_logout_redirect_uri"], format!("{}/bye", svc.url));
-    assert_eq!(q["id_token_hint"].split('.').count(), 3);
+    assert_eq!(q["id_token_hint"], id_token);
+    assert_eq!(q["client_id"], "portcullis-test");
     assert!(set_cookies(&out).iter().any(|c| c.starts_with("_portcullis=;") && c.contains("Max-Age=0")));
+    assert!(set_cookies(&out).iter().any(|c| c.starts_with("_portcullis_logout=;") && c.contains("Path=/oauth2/logout") && c.contains("Max-Age=0")));
     assert_eq!(verify(&client, &svc.url, &original).await.status(), 401);
     let info = client.get(format!("{}/oauth2/userinfo", svc.url)).send().await.unwrap();
     assert_eq!(info.status(), 401);
@@ -99,6 +108,59 @@ async fn full_flow_sets_headers_then_logout_signs_out() {
     let logs = svc.logs();
     assert!(logs.contains("event=\"login\"") || logs.contains("event=login"), "{logs}");
     assert!(logs.contains("event=\"logout\"") || logs.contains("event=logout"), "{logs}");
+}
+
+/// The provider's logout URL a logout sent with exactly `cookies` leads to.
+async fn logout_hint_sent(svc: &Service, cookies: &str) -> Option<String> {
+    let out = plain().get(format!("{}/oauth2/logout", svc.url)).header("cookie", cookies).send().await.unwrap();
+    assert_eq!(out.status(), 302);
+    let to = url::Url::parse(&location(&out)).unwrap();
+    to.query_pairs().find(|(k, _)| k == "id_token_hint").map(|(_, v)| v.into_owned())
+}
+
+fn cookie_pair(r: &reqwest::Response, name: &str) -> String {
+    set_cookies(r).into_iter().find(|c| c.starts_with(&format!("{name}="))).unwrap().split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn logout_hint_is_used_only_with_its_own_session() {
+    let idp = Idp::start().await;
+    let svc = service(&idp).await;
+    let home = format!("{}/", svc.url);
+    let pair = |r: &reqwest::Response| format!("{}; {}", cookie_pair(r, "_portcullis"), cookie_pair(r, "_portcullis_logout"));
+    let own = login(&browser(), &svc.url, &home).await;
+    let own_token = idp.issued().last().unwrap().id_token.clone();
+    assert_eq!(logout_hint_sent(&svc, &pair(&own)).await, Some(own_token));
+
+    let a = login(&browser(), &svc.url, &home).await;
+    let b = login(&browser(), &svc.url, &home).await;
+    // A hint alone (no session) is not sent.
+    assert_eq!(logout_hint_sent(&svc, &cookie_pair(&a, "_portcullis_logout")).await, None);
+    // B's hint with A's session: A is signed out without any hint.
+    let mixed = format!("{}; {}", cookie_pair(&a, "_portcullis"), cookie_pair(&b, "_portcullis_logout"));
+    assert_eq!(logout_hint_sent(&svc, &mixed).await, None);
+    // A tampered hint is ignored.
+    let b_hint = cookie_pair(&b, "_portcullis_logout");
+    let tampered = format!("{}; {}x", cookie_pair(&b, "_portcullis"), &b_hint[..b_hint.len() - 1]);
+    assert_eq!(logout_hint_sent(&svc, &tampered).await, None);
+}
+
+#[tokio::test]
+async fn an_id_token_too_large_for_a_cookie_is_kept_with_the_session() {
+    let idp = Idp::start().await;
+    // Some providers put hundreds of groups in the ID token.
+    let groups: Vec<String> = (0..150).map(|i| format!("group-with-a-long-name-{i:04}")).collect();
+    idp.set_user(json!({"sub": "user-1", "preferred_username": "alice", "email": "alice@example.com", "groups": groups}));
+    let svc = service(&idp).await;
+    let client = browser();
+    let cb = login(&client, &svc.url, &format!("{}/", svc.url)).await;
+    assert_eq!(cb.status(), 302);
+    assert!(!set_cookies(&cb).iter().any(|c| c.starts_with("_portcullis_logout=")), "{:?}", set_cookies(&cb));
+    let id_token = idp.issued().last().unwrap().id_token.clone();
+    assert!(id_token.len() > 4000, "{}", id_token.len());
+    let out = client.get(format!("{}/oauth2/logout", svc.url)).send().await.unwrap();
+    let to = url::Url::parse(&location(&out)).unwrap();
+    assert_eq!(to.query_pairs().find(|(k, _)| k == "id_token_hint").map(|(_, v)| v.into_owned()), Some(id_token));
 }
 
 #[tokio::test]

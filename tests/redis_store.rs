@@ -36,6 +36,11 @@ async fn flow_on_redis_keeps_no_usable_cookie_in_the_store() {
     let dump = redis.cli(&["GET", keys[0]]);
     assert!(!dump.contains(&value), "the stored session holds the cookie");
     assert!(dump.contains("alice"));
+    // The ID token waits in the browser's logout cookie, not in the store.
+    let id_token = idp.issued().last().unwrap().id_token.clone();
+    assert!(!dump.contains(&id_token) && !dump.contains(id_token.rsplit('.').next().unwrap()), "{dump}");
+    let stored: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    assert_eq!(stored["claims"]["preferred_username"], "alice", "claims are stored as a JSON object: {dump}");
 
     assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
     client.get(format!("{}/oauth2/logout", svc.url)).send().await.unwrap();

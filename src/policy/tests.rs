@@ -1,6 +1,7 @@
 //! Policy tests: bypass, deny, role-restricted paths, host wildcards.
 
 use super::*;
+use crate::identity::Claims;
 
 /// Top-level keys (`default_policy`) must come before any table.
 fn with_base(toml: &str) -> String {
@@ -127,7 +128,7 @@ fn decisions_per_host_path_and_identity() {
         ("GET", "https://files.example.com/", &admin, Err("one of the users alice")),
     ];
     for (method, url, who, want) in cases {
-        let got = p.decide(&req(method, url), who, &claims);
+        let got = p.decide(&req(method, url), who, &StoredClaims::new(&claims));
         match (&want, &got) {
             (Ok(d), _) => assert_eq!(&got, d, "{method} {url} as {}", who.user),
             (Err(text), Decision::Deny { reason, .. }) => {
@@ -139,7 +140,7 @@ fn decisions_per_host_path_and_identity() {
     let mut manager = admin.clone();
     manager.roles = vec!["Photos.Manage".into()];
     let r = req("POST", "https://photos.example.com/api/admin/album/7/delete");
-    assert_eq!(p.decide(&r, &manager, &claims), Decision::Allow { rule: Some(5) });
+    assert_eq!(p.decide(&r, &manager, &StoredClaims::new(&claims)), Decision::Allow { rule: Some(5) });
 }
 
 #[test]
@@ -148,18 +149,18 @@ fn users_and_emails_match_the_mapped_user_or_the_person() {
     let mut shared = identity("family", "user", &[], "family@example.com");
     shared.person = "alice".into();
     let r = req("GET", "https://x.example.com/");
-    assert_eq!(p.decide(&r, &shared, &Claims::new()), Decision::Allow { rule: Some(0) });
+    assert_eq!(p.decide(&r, &shared, &StoredClaims::default()), Decision::Allow { rule: Some(0) });
     let p = policy("[[policy]]\naction = \"allow\"\nemails = [\"alice@example.com\"]");
     shared.person_email = Some("alice@example.com".into());
-    assert_eq!(p.decide(&r, &shared, &Claims::new()), Decision::Allow { rule: Some(0) });
+    assert_eq!(p.decide(&r, &shared, &StoredClaims::default()), Decision::Allow { rule: Some(0) });
 }
 
 #[test]
 fn default_policy_deny() {
     let p = policy("default_policy = \"deny\"\n[[policy]]\nhost = \"open.example.com\"\naction = \"allow\"");
     let who = identity("u", "user", &[], "u@example.com");
-    assert_eq!(p.decide(&req("GET", "https://open.example.com/"), &who, &Claims::new()), Decision::Allow { rule: Some(0) });
-    let d = p.decide(&req("GET", "https://closed.example.com/"), &who, &Claims::new());
+    assert_eq!(p.decide(&req("GET", "https://open.example.com/"), &who, &StoredClaims::default()), Decision::Allow { rule: Some(0) });
+    let d = p.decide(&req("GET", "https://closed.example.com/"), &who, &StoredClaims::default());
     assert!(matches!(d, Decision::Deny { rule: None, ref reason } if reason.contains("default_policy is deny")), "{d:?}");
 }
 

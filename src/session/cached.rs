@@ -35,7 +35,7 @@ impl SessionStore for CachedStore {
         crate::metrics::get().cache("sessions", false);
         let found = self.inner.get(key).await?;
         if let Some(session) = &found {
-            self.cache.insert(key.clone(), Arc::clone(session));
+            self.cache.insert(*key, Arc::clone(session));
         }
         Ok(found)
     }

@@ -21,6 +21,8 @@ pub const MAX_SEALED_LEN: usize = 4096;
 pub enum Purpose {
     Session,
     Login,
+    /// The ID token for the provider's logout (`id_token_hint`).
+    LogoutHint,
 }
 
 impl Purpose {
@@ -28,6 +30,7 @@ impl Purpose {
         match self {
             Purpose::Session => b"portcullis session v1",
             Purpose::Login => b"portcullis login v1",
+            Purpose::LogoutHint => b"portcullis logout hint v1",
         }
     }
 }

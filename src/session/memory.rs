@@ -3,12 +3,15 @@
 //! Bounded (`session.memory_max_sessions`, least recently used evicted
 //! first) and each entry expires by itself. Sessions are lost on restart and
 //! not shared between instances: use the redis store for that.
+//!
+//! There is no index: finding sessions by user, `sub` or `sid` (back-channel
+//! logout, revocation) looks through all of them, which is rare and takes
+//! milliseconds at the sizes this store is for, while an index would cost
+//! every session memory for as long as it lives.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
 use super::{Index, Session, SessionStore, StoreError, StoreKey};
@@ -45,46 +48,20 @@ impl moka::Expiry<String, Duration> for MarkerTtl {
     }
 }
 
-/// Index key → the sessions filed under it.
-type Indexes = Arc<Mutex<HashMap<String, HashSet<StoreKey>>>>;
-
-fn unindex(indexes: &Indexes, key: &StoreKey, session: &Session) {
-    let mut map = indexes.lock().unwrap();
-    for index in session.indexes() {
-        let name = index.key();
-        if let Some(set) = map.get_mut(&name) {
-            set.remove(key);
-            if set.is_empty() {
-                map.remove(&name);
-            }
-        }
-    }
-}
-
 /// Sessions in memory.
 pub struct MemoryStore {
     cache: Cache<StoreKey, Entry>,
-    indexes: Indexes,
     markers: Cache<String, Duration>,
 }
 
 impl MemoryStore {
     pub fn new(max_sessions: u64) -> MemoryStore {
-        let indexes: Indexes = Arc::default();
-        let on_removal = Arc::clone(&indexes);
         MemoryStore {
             cache: Cache::builder()
                 .max_capacity(max_sessions)
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .expire_after(PerEntryTtl)
-                .eviction_listener(move |key: Arc<StoreKey>, entry: Entry, cause| {
-                    // A replaced entry's index entries are handled by `put`.
-                    if cause != RemovalCause::Replaced {
-                        unindex(&on_removal, &key, &entry.session);
-                    }
-                })
                 .build(),
-            indexes,
             markers: Cache::builder().max_capacity(max_sessions).expire_after(MarkerTtl).build(),
         }
     }
@@ -107,22 +84,13 @@ impl SessionStore for MemoryStore {
     }
 
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError> {
-        if let Some(old) = self.cache.get(key) {
-            unindex(&self.indexes, key, &old.session);
-        }
-        {
-            let mut map = self.indexes.lock().unwrap();
-            for index in session.indexes() {
-                map.entry(index.key()).or_default().insert(key.clone());
-            }
-        }
-        self.cache.insert(key.clone(), Entry { session, ttl });
+        self.cache.insert(*key, Entry { session, ttl });
         Ok(())
     }
 
     async fn update(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<bool, StoreError> {
         use moka::ops::compute::{CompResult, Op};
-        let result = self.cache.entry(key.clone()).and_compute_with(|existing| match existing {
+        let result = self.cache.entry(*key).and_compute_with(|existing| match existing {
             Some(_) => Op::Put(Entry { session, ttl }),
             None => Op::Nop,
         });
@@ -135,12 +103,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn find(&self, index: &Index) -> Result<Vec<(StoreKey, Arc<Session>)>, StoreError> {
-        let keys: Vec<StoreKey> =
-            self.indexes.lock().unwrap().get(&index.key()).map(|s| s.iter().cloned().collect()).unwrap_or_default();
-        Ok(keys
-            .into_iter()
-            .filter_map(|k| self.cache.get(&k).map(|e| (k, e.session)))
-            .filter(|(_, s)| s.indexes().contains(index))
+        Ok(self
+            .cache
+            .iter()
+            .filter(|(_, e)| e.session.is_filed_under(index))
+            .map(|(k, e)| (*k, e.session))
             .collect())
     }
 
@@ -204,10 +171,6 @@ mod tests {
         assert_eq!(store.find(&Index::User("bob".into())).await.unwrap().len(), 1);
         store.delete(&a).await.unwrap();
         assert!(store.find(&Index::User("bob".into())).await.unwrap().is_empty());
-        // (Expired entries leave moka's timer wheel within about a second.)
-        store.delete(&b).await.unwrap();
-        store.len();
-        assert!(store.indexes.lock().unwrap().is_empty(), "index entries are dropped with their sessions: {:?}", store.indexes.lock().unwrap());
     }
 
     #[tokio::test]

@@ -21,7 +21,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::identity::{Claims, Identity};
+use crate::claims::StoredClaims;
+use crate::identity::Identity;
 
 /// A session's secret identifier: only ever in the sealed cookie.
 #[derive(Clone, PartialEq, Eq)]
@@ -44,7 +45,7 @@ impl SessionId {
 
     /// The key the store files this session under.
     pub fn store_key(&self) -> StoreKey {
-        StoreKey(URL_SAFE_NO_PAD.encode(Sha256::digest(self.0)))
+        StoreKey(Sha256::digest(self.0).into())
     }
 }
 
@@ -54,13 +55,40 @@ impl fmt::Debug for SessionId {
     }
 }
 
-/// The hash of a session ID: safe to store and to log.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct StoreKey(String);
+/// The hash of a session ID: safe to store and to log. Kept as its 32
+/// bytes (no allocation); its text form, base64url, names it in Redis.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StoreKey([u8; 32]);
 
 impl StoreKey {
-    pub fn as_str(&self) -> &str {
+    pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// The text form (43 characters of base64url).
+    pub fn text(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Reads the text form back; `None` for anything else.
+    pub fn from_text(text: &str) -> Option<StoreKey> {
+        let mut bytes = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+            Ok(32) => Some(StoreKey(bytes)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreKey({self})")
     }
 }
 
@@ -69,9 +97,10 @@ impl StoreKey {
 pub struct Session {
     pub identity: Identity,
     /// The merged claims, for policy expressions evaluated per request.
-    pub claims: Claims,
+    pub claims: StoredClaims,
+    /// The ID token, for the provider's logout, when it was too large for
+    /// the browser's logout hint cookie (the usual place).
     pub id_token: Option<String>,
-    pub access_token: Option<String>,
     pub refresh_token: Option<String>,
     /// When the access token expires (seconds since the epoch).
     pub access_expires_at: Option<u64>,
@@ -105,6 +134,15 @@ impl Session {
         out
     }
 
+    /// Whether this session is found under `index` (one of [`Session::indexes`]).
+    pub fn is_filed_under(&self, index: &Index) -> bool {
+        match index {
+            Index::User(u) => self.identity.user == *u || self.identity.person == *u,
+            Index::Subject(s) => self.identity.subject == *s,
+            Index::Sid(sid) => self.sid.as_ref() == Some(sid),
+        }
+    }
+
     /// Time left before the session ends, or `None` when it has ended.
     pub fn remaining(&self) -> Option<Duration> {
         let now = unix_now();
@@ -130,7 +168,6 @@ pub(crate) fn test_session(user: &str) -> Session {
         identity: Identity { user: user.into(), person: user.into(), ..Default::default() },
         claims: Default::default(),
         id_token: None,
-        access_token: None,
         refresh_token: None,
         access_expires_at: None,
         sid: None,

@@ -139,9 +139,9 @@ impl RedisStore {
     }
 
     fn redis_key(key: &StoreKey) -> String {
-        let mut k = String::with_capacity(PREFIX.len() + key.as_str().len());
+        let mut k = String::with_capacity(PREFIX.len() + 43);
         k.push_str(PREFIX);
-        k.push_str(key.as_str());
+        base64::Engine::encode_string(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key.0, &mut k);
         k
     }
 
@@ -350,7 +350,7 @@ impl SessionStore for RedisStore {
         pipe.set_ex(Self::redis_key(key), bytes, secs).ignore();
         for index in session.indexes() {
             let name = index_key(&index);
-            pipe.sadd(&name, key.as_str()).ignore();
+            pipe.sadd(&name, key.text()).ignore();
             pipe.expire(&name, self.index_ttl.as_secs().max(secs) as i64).ignore();
         }
         self.run(&pipe).await
@@ -371,7 +371,7 @@ impl SessionStore for RedisStore {
         let mut pipe = redis::pipe();
         pipe.del(Self::redis_key(key)).ignore();
         for index in session.iter().flat_map(|s| s.indexes()) {
-            pipe.srem(index_key(&index), key.as_str()).ignore();
+            pipe.srem(index_key(&index), key.text()).ignore();
         }
         self.run(&pipe).await
     }
@@ -383,10 +383,13 @@ impl SessionStore for RedisStore {
         let mut found = Vec::new();
         let mut stale = Vec::new();
         for member in members {
-            let key = StoreKey(member);
+            let Some(key) = StoreKey::from_text(&member) else {
+                stale.push(member);
+                continue;
+            };
             match self.get(&key).await? {
-                Some(session) if session.indexes().contains(index) => found.push((key, session)),
-                _ => stale.push(key.0),
+                Some(session) if session.is_filed_under(index) => found.push((key, session)),
+                _ => stale.push(member),
             }
         }
         if !stale.is_empty() {

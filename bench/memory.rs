@@ -1,0 +1,88 @@
+//! `bench-memory`: what a session costs in the memory store, in heap bytes,
+//! counted by a counting allocator (no RSS noise from the allocator's own
+//! caches). The session is shaped like the ones `bench/run` signs in: the
+//! test provider's claims, a refresh token, the ID token in the browser's
+//! logout cookie (so not here).
+//!
+//! ```text
+//! cargo run --release --example bench-memory [COUNT]
+//! ```
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use portcullis::claims::StoredClaims;
+use portcullis::identity::Identity;
+use portcullis::session::memory::MemoryStore;
+use portcullis::session::{Index, Session, SessionId, SessionStore};
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn session(i: usize) -> Session {
+    let claims = serde_json::json!({
+        "iss": "http://127.0.0.1:41234", "aud": "portcullis-test", "exp": 1795000300u64, "iat": 1795000000u64,
+        "nonce": "q3Jk2l1n8s0d9f8g7h6j5k4l3m2n1b0v9c8x7z6a5s4", "sub": "user-1", "preferred_username": "alice",
+        "email": "alice@example.com", "name": "Alice"
+    });
+    let identity = Identity {
+        user: "alice".into(),
+        email: Some("alice@example.com".into()),
+        name: Some("Alice".into()),
+        role: "guest".into(),
+        subject: "user-1".into(),
+        person: "alice".into(),
+        person_email: Some("alice@example.com".into()),
+        ..Default::default()
+    };
+    Session {
+        identity,
+        claims: StoredClaims::new(claims.as_object().unwrap()),
+        id_token: None,
+        refresh_token: Some(format!("rt-{i}-AAAAAAAAAAAAAAAAAAAAAA")),
+        access_expires_at: Some(1795000300),
+        sid: None,
+        created_at: 1795000000,
+        expires_at: u64::MAX,
+        last_seen: 1795000000,
+        refreshed_at: 1795000000,
+        headers: Default::default(),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let start = LIVE.load(Ordering::Relaxed);
+    let sessions: Vec<Session> = (0..n).map(session).collect();
+    let alone = LIVE.load(Ordering::Relaxed) - start - (n * std::mem::size_of::<Session>()) as isize;
+    let store = MemoryStore::new(2 * n as u64);
+    for s in sessions {
+        store.put(&SessionId::generate().store_key(), Arc::new(s), Duration::from_secs(3600)).await.unwrap();
+    }
+    store.len();
+    let total = LIVE.load(Ordering::Relaxed) - start;
+    let per = |b: isize| b / n as isize;
+    println!("{n} sessions in the memory store: {} bytes each", per(total));
+    println!("  the session itself: {} (struct {}, its strings {})", per(alone) + std::mem::size_of::<Session>() as isize, std::mem::size_of::<Session>(), per(alone));
+    println!("  the store's bookkeeping (moka, key, Arc): {}", per(total - alone) - std::mem::size_of::<Session>() as isize);
+    let t = Instant::now();
+    let found = store.find(&Index::Sid("not-there".into())).await.unwrap().len();
+    println!("finding sessions by sid (back-channel logout) looks through all: {found} found in {:?}", t.elapsed());
+}
