@@ -53,7 +53,9 @@ fn session(i: usize) -> Session {
     };
     Session {
         identity,
-        claims: StoredClaims::new(claims.as_object().unwrap()),
+        // As without claim-reading policy expressions (the default).
+        claims: StoredClaims::keep(claims.as_object().unwrap(), false),
+        claims_partial: true,
         id_token: None,
         refresh_token: Some(format!("rt-{i}-AAAAAAAAAAAAAAAAAAAAAA")),
         access_expires_at: Some(1795000300),

@@ -36,6 +36,18 @@ impl StoredClaims {
         StoredClaims(serde_json::value::to_raw_value(claims).unwrap_or_else(|_| empty_object()))
     }
 
+    /// What a session keeps: all of `claims` when `all`, else only who the
+    /// person is to the provider (`iss`, `sub`, `sid`: what a refresh
+    /// without a new ID token stands on). Claims nothing reads are not kept.
+    pub fn keep(claims: &Claims, all: bool) -> StoredClaims {
+        if all {
+            return StoredClaims::new(claims);
+        }
+        let kept: Claims =
+            ["iss", "sub", "sid"].iter().filter_map(|k| claims.get(*k).map(|v| (k.to_string(), v.clone()))).collect();
+        StoredClaims::new(&kept)
+    }
+
     /// The claims; an unreadable text (never written by portcullis) reads
     /// as no claims, so expressions that need one fail closed.
     pub fn read(&self) -> Claims {

@@ -72,6 +72,11 @@ impl Expr {
         Ok(expr)
     }
 
+    /// Whether the expression reads `claims` at all.
+    pub fn reads_claims(&self) -> bool {
+        self.program.references().has_variable("claims")
+    }
+
     /// The configuration key, e.g. `identity.rules[2].expr`.
     pub fn key(&self) -> &str {
         &self.key

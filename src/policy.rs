@@ -207,6 +207,12 @@ impl Policy {
             .map(|i| (i, self.rules[i].action))
     }
 
+    /// Whether any rule's expression reads the session's claims (otherwise
+    /// sessions need not keep them).
+    pub fn reads_claims(&self) -> bool {
+        self.rules.iter().any(|r| r.expr.as_ref().is_some_and(Expr::reads_claims))
+    }
+
     /// Decides for a signed-in user; expression errors are logged.
     pub fn decide(&self, req: &RequestInfo, identity: &Identity, claims: &StoredClaims) -> Decision {
         let mut notes = Vec::new();

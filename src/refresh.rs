@@ -32,6 +32,8 @@ pub struct Upkeep<'a> {
     pub store: &'a Arc<dyn SessionStore>,
     pub oidc: &'a Oidc,
     pub mapper: &'a Mapper,
+    /// Keep all claims, not only the protocol claims.
+    pub keep_claims: bool,
     pub graph: &'a crate::graph::Graph,
     pub config: &'a SessionConfig,
 }
@@ -115,7 +117,7 @@ impl Upkeep<'_> {
                 .derive(self.graph, &id, refreshed.userinfo_claims.as_ref(), Some(&refreshed.access_token))
                 .await;
             match identity {
-                Ok(identity) => (Some(StoredClaims::new(&claims)), identity),
+                Ok(identity) => (Some(StoredClaims::keep(&claims, self.keep_claims)), identity),
                 Err(refusal) => {
                     return self.end_refused(key, &session, &format!("no longer allowed: {refusal}"), "no_longer_allowed").await;
                 }
@@ -124,6 +126,7 @@ impl Upkeep<'_> {
         let now = unix_now();
         let updated = Session {
             identity,
+            claims_partial: if claims.is_some() { !self.keep_claims } else { session.claims_partial },
             claims: claims.unwrap_or_else(|| session.claims.clone()),
             // Kept only by sessions whose ID token did not fit the logout
             // hint cookie; the others keep the login's (an expired ID token
@@ -213,7 +216,7 @@ mod tests {
         let oidc = Oidc::new(&config);
         let mapper = Mapper::new(&config).unwrap();
         let graph = crate::graph::Graph::new(&config).unwrap();
-        let upkeep = Upkeep { store: &store, oidc: &oidc, mapper: &mapper, graph: &graph, config: &config.session };
+        let upkeep = Upkeep { store: &store, oidc: &oidc, mapper: &mapper, keep_claims: false, graph: &graph, config: &config.session };
         let now = unix_now();
 
         let idle = SessionId::generate().store_key();

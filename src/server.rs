@@ -80,13 +80,18 @@ pub struct Rules {
     policy: Policy,
     headers: IdentityHeaders,
     upstream: crate::headers::UpstreamHeaders,
+    /// Sessions keep all their claims (a policy expression or
+    /// `debug_explain` reads them), not only the protocol claims.
+    keep_claims: bool,
 }
 
 impl Rules {
     fn new(config: Config) -> Result<Rules, crate::config::ConfigError> {
+        let policy = Policy::new(&config)?;
         Ok(Rules {
+            keep_claims: policy.reads_claims() || config.debug_explain,
             mapper: Mapper::new(&config)?,
-            policy: Policy::new(&config)?,
+            policy,
             headers: IdentityHeaders::new(&config.headers)?,
             upstream: crate::headers::UpstreamHeaders::load(&config.upstream_headers)?,
             config,
@@ -131,6 +136,7 @@ impl App {
             store: &self.store,
             oidc: &self.oidc,
             mapper: &rules.mapper,
+            keep_claims: rules.keep_claims,
             graph: &self.graph,
             config: &self.config.session,
         }
@@ -339,6 +345,22 @@ async fn verify_inner(
         Ok(None) => return (signed_out(app, req, flavor, &original), Outcome::Unauthenticated),
         Err(_) => return unavailable(),
     };
+    if session.claims_partial && rules.policy.reads_claims() {
+        // Made before a reload brought expressions that read claims, which
+        // this session did not keep: a new sign-in brings them.
+        if app.store.delete(&loaded.id.store_key()).await.is_err() {
+            return unavailable();
+        }
+        tracing::info!(
+            event = "session_ended",
+            reason = "the policy now reads claims this session did not keep",
+            user = %session.identity.user,
+            subject = %session.identity.subject,
+            "session ended"
+        );
+        crate::metrics::get().session_ended("reconfigured");
+        return (signed_out(app, req, flavor, &original), Outcome::Unauthenticated);
+    }
     match rules.policy.decide(&info, &session.identity, &session.claims) {
         Decision::Allow { .. } => {
             let mut response = text(StatusCode::OK, "");
@@ -539,9 +561,8 @@ async fn callback_inner(
             return page(req, status, "Sign-in failed", message);
         }
     };
-    let (claims, identity) = app
-        .rules
-        .load_full()
+    let rules = app.rules.load_full();
+    let (claims, identity) = rules
         .mapper
         .derive(&app.graph, &result.id_claims, result.userinfo_claims.as_ref(), Some(&result.access_token))
         .await;
@@ -563,7 +584,8 @@ async fn callback_inner(
     let hint = logout_hint_cookie(app, &id, &result.id_token);
     let session = Session {
         sid: claims.get("sid").and_then(|v| v.as_str()).map(str::to_string),
-        claims: StoredClaims::new(&claims),
+        claims: StoredClaims::keep(&claims, rules.keep_claims),
+        claims_partial: !rules.keep_claims,
         id_token: if hint.is_some() { None } else { Some(result.id_token) },
         refresh_token: result.refresh_token,
         access_expires_at: result.expires_in.map(|d| now + d.as_secs()),
@@ -771,6 +793,9 @@ fn debug_explain(app: &App, req: &Request<Incoming>, session: &Session) -> Respo
     let explanation = explainer.explain(&session.claims.read(), request.as_ref());
     let mut body = identity_json(&session.identity);
     body["explain"] = explanation.to_json(&rules.config);
+    if session.claims_partial {
+        body["claims_note"] = "this session kept only its protocol claims (it was made while debug_explain was off): sign in again to see its own".into();
+    }
     if explanation.mapping.result.as_ref().ok() != Some(&session.identity) {
         body["note"] = "this session was mapped under an earlier configuration; verify uses the session's identity until the next sign-in or token refresh".into();
     }

@@ -131,6 +131,36 @@ async fn sighup_reloads_policy_and_keeps_sessions_and_rejects_a_broken_file() {
     assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
 }
 
+#[tokio::test]
+async fn a_reload_whose_policy_reads_claims_signs_in_again_sessions_that_kept_none() {
+    let idp = Idp::start().await;
+    idp.set_user(serde_json::json!({"sub": "user-1", "preferred_username": "alice", "email": "alice@example.com", "department": "photos"}));
+    let svc = Service::start(&local_toml(&idp)).await;
+    svc.wait_ready().await;
+    let client = browser();
+    let home = format!("{}/", svc.url);
+    login(&client, &svc.url, &home).await;
+    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+
+    // No expression read claims when this session was made, so it kept
+    // none beyond `sub`; the reloaded policy's expression needs one.
+    let path = svc.dir.path().join("portcullis.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{original}\n[[policy]]\naction = \"allow\"\nexpr = 'claims.department == \"photos\"'\n")).unwrap();
+    std::process::Command::new("kill").arg("-HUP").arg(svc.pid().unwrap().to_string()).status().unwrap();
+    assert!(svc.wait_for_log("config_reloaded", Duration::from_secs(5)).await, "{}", svc.logs());
+    assert_eq!(verify(&client, &svc.url, &home).await.status(), 401, "signed out, never judged on missing claims");
+    assert!(svc.logs().contains("the policy now reads claims this session did not keep"), "{}", svc.logs());
+
+    // Signing in again keeps the claims the expression reads.
+    login(&client, &svc.url, &home).await;
+    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+    idp.set_user(serde_json::json!({"sub": "user-2", "preferred_username": "bob", "department": "finance"}));
+    let other = browser();
+    login(&other, &svc.url, &home).await;
+    assert_eq!(verify(&other, &svc.url, &home).await.status(), 403);
+}
+
 #[test]
 fn check_config_warns_about_risky_settings() {
     let dir = tempfile::tempdir().unwrap();

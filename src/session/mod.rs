@@ -96,8 +96,13 @@ impl fmt::Debug for StoreKey {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     pub identity: Identity,
-    /// The merged claims, for policy expressions evaluated per request.
+    /// The merged claims, for policy expressions evaluated per request;
+    /// only the protocol claims when `claims_partial`.
     pub claims: StoredClaims,
+    /// Made when no policy expression read claims (and `debug_explain`
+    /// was off): only the protocol claims were kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub claims_partial: bool,
     /// The ID token, for the provider's logout, when it was too large for
     /// the browser's logout hint cookie (the usual place).
     pub id_token: Option<String>,
@@ -167,6 +172,7 @@ pub(crate) fn test_session(user: &str) -> Session {
     Session {
         identity: Identity { user: user.into(), person: user.into(), ..Default::default() },
         claims: Default::default(),
+        claims_partial: false,
         id_token: None,
         refresh_token: None,
         access_expires_at: None,
