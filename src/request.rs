@@ -65,12 +65,23 @@ const NOT_PLAIN: &str = "the request path holds a backslash, a tab or a dot segm
 /// (they make the same rewrites first); anything else gets a clear error.
 fn plain_target(target: &str) -> bool {
     let path = target.split(['?', '#']).next().unwrap_or("");
-    !target.contains('\t')
-        && !path.contains('\\')
-        && !path.split('/').any(|segment| {
-            let s = segment.to_ascii_lowercase().replace("%2e", ".");
-            s == "." || s == ".."
-        })
+    !target.contains('\t') && !path.contains('\\') && !path.split('/').any(is_dot_segment)
+}
+
+/// `.` or `..`, each dot possibly written `%2e` or `%2E`. (On every
+/// verify: no allocation.)
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() && dots < 3 {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    rest.is_empty() && (dots == 1 || dots == 2)
 }
 
 /// The original request's method, else the method of the request itself.
@@ -171,4 +182,22 @@ pub fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> String {
         .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
         .map(str::to_string)
         .unwrap_or_else(|| peer.ip().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_in_any_spelling() {
+        for s in [".", "..", "%2e", "%2E", "%2e%2E", ".%2e", "%2e."] {
+            assert!(is_dot_segment(s), "{s}");
+        }
+        for s in ["", "...", "%2e%2e%2e", ".a", "a.", "%2", "%2f", ".%2", "%2e%", "photos"] {
+            assert!(!is_dot_segment(s), "{s}");
+        }
+        assert!(!plain_target("/admin/%2E%2e/public"));
+        assert!(!plain_target("/admin\\..\\public"));
+        assert!(plain_target("/photos/2026/...jpg?x=/../"));
+    }
 }
