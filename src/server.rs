@@ -620,7 +620,12 @@ async fn callback_inner(
 const MAX_HINT_COOKIE: usize = 3800;
 
 fn logout_hint_name(app: &App) -> String {
-    format!("{}_logout", app.config.session.cookie_name)
+    let name = &app.config.session.cookie_name;
+    match name.strip_prefix("__Host-") {
+        // A __Host- cookie must have Path=/; this one is scoped to logout.
+        Some(rest) => format!("__Secure-{rest}_logout"),
+        None => format!("{name}_logout"),
+    }
 }
 
 fn logout_hint_path(app: &App) -> String {
