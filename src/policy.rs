@@ -215,8 +215,20 @@ impl Policy {
 
     /// Decides for a signed-in user; expression errors are logged.
     pub fn decide(&self, req: &RequestInfo, identity: &Identity, claims: &StoredClaims) -> Decision {
+        self.decide_matched(self.matching_rule(req), req, identity, claims)
+    }
+
+    /// As [`Policy::decide`] with the request's [`Policy::matching_rule`]
+    /// already found (a verify looks for it once, for bypasses first).
+    pub fn decide_matched(
+        &self,
+        matched: Option<(usize, Action)>,
+        req: &RequestInfo,
+        identity: &Identity,
+        claims: &StoredClaims,
+    ) -> Decision {
         let mut notes = Vec::new();
-        let d = self.decide_noting(req, identity, claims, &mut notes);
+        let d = self.judge(matched, req, identity, claims, &mut notes);
         for note in notes {
             tracing::warn!(event = "policy_note", user = %identity.user, "{note}");
         }
@@ -231,7 +243,18 @@ impl Policy {
         claims: &StoredClaims,
         notes: &mut Vec<String>,
     ) -> Decision {
-        let Some((i, action)) = self.matching_rule(req) else {
+        self.judge(self.matching_rule(req), req, identity, claims, notes)
+    }
+
+    fn judge(
+        &self,
+        matched: Option<(usize, Action)>,
+        req: &RequestInfo,
+        identity: &Identity,
+        claims: &StoredClaims,
+        notes: &mut Vec<String>,
+    ) -> Decision {
+        let Some((i, action)) = matched else {
             return match self.default {
                 DefaultPolicy::Allow => Decision::Allow { rule: None },
                 DefaultPolicy::Deny => {

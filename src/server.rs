@@ -29,7 +29,7 @@ use crate::headers::IdentityHeaders;
 use crate::identity::{Identity, Mapper};
 use crate::metrics::Outcome;
 use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
-use crate::policy::{Decision, Policy, RequestInfo};
+use crate::policy::{Action, Decision, Policy, RequestInfo};
 use crate::redirect::Redirects;
 use crate::request::{Flavor, client_ip, cookie_pairs, cookies, original_method, original_url, request_base, wants_html};
 use crate::session::cookie::{Purpose, Sealer};
@@ -330,7 +330,8 @@ async fn verify_inner(
         method,
     };
     let rules = app.rules.load();
-    if rules.policy.bypasses(&info) {
+    let matched = rules.policy.matching_rule(&info);
+    if matches!(matched, Some((_, Action::Bypass))) {
         return (text(StatusCode::OK, ""), Outcome::Bypass);
     }
     // Fail closed when the store cannot answer; it logs the outage once.
@@ -361,7 +362,7 @@ async fn verify_inner(
         crate::metrics::get().session_ended("reconfigured");
         return (signed_out(app, req, flavor, &original), Outcome::Unauthenticated);
     }
-    match rules.policy.decide(&info, &session.identity, &session.claims) {
+    match rules.policy.decide_matched(matched, &info, &session.identity, &session.claims) {
         Decision::Allow { .. } => {
             let mut response = text(StatusCode::OK, "");
             rules.headers.write_cached(&session.identity, &session.headers, response.headers_mut());
