@@ -436,6 +436,9 @@ async fn run(kind: ProxyKind, layout: Layout) {
     assert_eq!(r.status(), StatusCode::FOUND, "logout\n{}", s.logs());
     let to = location(&r);
     assert!(to.as_str().starts_with(&format!("{}/logout?", s.idp.issuer)), "logout goes to the provider: {to}");
+    // The ID token came back through the proxy in the logout hint cookie.
+    let hint = to.query_pairs().find(|(k, _)| k == "id_token_hint").map(|(_, v)| v.into_owned()).expect("id_token_hint");
+    assert!(s.idp.issued().iter().any(|i| i.id_token == hint), "{hint}");
     let cleared = set_cookies(&r);
     assert!(
         cleared.iter().any(|c| c.starts_with("_portcullis=;") && c.contains("Max-Age=0")),
