@@ -70,6 +70,7 @@ async fn secrets_stay_out_of_trace_logs(redis: Option<&Redis>) {
     let callback = client.get(location(&at_idp)).send().await.unwrap();
     assert_eq!(callback.status(), StatusCode::FOUND, "{:?}", callback.text().await);
     let session_cookie = set_cookie(&callback, "_portcullis").expect("session cookie");
+    let hint_cookie = set_cookie(&callback, "_portcullis_logout").expect("logout hint cookie");
     let r = verify(&client, &svc.url, &home).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["remote-user"], "alice");
@@ -104,6 +105,7 @@ async fn secrets_stay_out_of_trace_logs(redis: Option<&Redis>) {
     let mut secrets: Vec<(String, String)> = vec![("client secret".into(), CLIENT_SECRET.into())];
     secrets.extend(encodings("cookie key", &key));
     secrets.push(("session cookie".into(), session_cookie.clone()));
+    secrets.push(("logout hint cookie".into(), hint_cookie.clone()));
     for (i, c) in login_cookies.iter().enumerate() {
         secrets.push((format!("login-attempt cookie {i}"), c.clone()));
     }
