@@ -135,12 +135,7 @@ async fn sighup_reloads_policy_and_keeps_sessions_and_rejects_a_broken_file() {
 async fn a_reload_whose_policy_reads_claims_signs_in_again_sessions_that_kept_none() {
     let idp = Idp::start().await;
     idp.set_user(serde_json::json!({"sub": "user-1", "preferred_username": "alice", "email": "alice@example.com", "department": "photos"}));
-    let svc = Service::start(&local_toml(&idp)).await;
-    svc.wait_ready().await;
-    let client = browser();
-    let home = format!("{}/", svc.url);
-    login(&client, &svc.url, &home).await;
-    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+    let (svc, client, home) = common::signed_in(&idp).await;
 
     // No expression read claims when this session was made, so it kept
     // none beyond `sub`; the reloaded policy's expression needs one.

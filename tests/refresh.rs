@@ -51,12 +51,7 @@ async fn expired_access_token_is_refreshed_once_under_concurrency() {
 async fn refused_refresh_ends_the_session() {
     let idp = Idp::start().await;
     idp.set_expires_in(2);
-    let svc = Service::start(&local_toml(&idp)).await;
-    svc.wait_ready().await;
-    let client = browser();
-    let home = format!("{}/", svc.url);
-    login(&client, &svc.url, &home).await;
-    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+    let (svc, client, home) = common::signed_in(&idp).await;
     idp.refuse_refresh();
     until_due().await;
     assert_eq!(verify(&client, &svc.url, &home).await.status(), 401);
@@ -88,12 +83,7 @@ async fn groups_changed_at_the_provider_apply_after_refresh() {
 #[tokio::test]
 async fn nothing_is_refreshed_before_the_access_token_nears_expiry() {
     let idp = Idp::start().await;
-    let svc = Service::start(&local_toml(&idp)).await;
-    svc.wait_ready().await;
-    let client = browser();
-    let home = format!("{}/", svc.url);
-    login(&client, &svc.url, &home).await;
-    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+    let (_svc, _client, _home) = common::signed_in(&idp).await;
     assert_eq!(idp.refresh_count().await, 0);
 }
 

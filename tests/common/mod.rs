@@ -76,3 +76,16 @@ pub async fn login(client: &Client, base: &str, rd: &str) -> Response {
 pub async fn verify(client: &Client, base: &str, url: &str) -> Response {
     client.get(format!("{base}/auth/nginx")).header("x-original-url", url).send().await.unwrap()
 }
+
+/// The service with the test's usual settings for `idp`, ready, and a
+/// browser signed in to it (checked with a verify of the home URL, which
+/// is returned too).
+pub async fn signed_in(idp: &idp::Idp) -> (service::Service, Client, String) {
+    let svc = service::Service::start(&service::local_toml(idp)).await;
+    svc.wait_ready().await;
+    let client = browser();
+    let home = format!("{}/", svc.url);
+    login(&client, &svc.url, &home).await;
+    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+    (svc, client, home)
+}
