@@ -40,6 +40,9 @@ pub struct Metrics {
     registry: Registry,
     /// The verify counters made once, so the hot path only bumps one.
     verify_by: [[Counter; OUTCOMES.len()]; ENDPOINTS.len()],
+    /// The session cache's hit and miss counters (in `cache`), made once:
+    /// the redis store's verifies bump one each.
+    session_cache: [Counter; 2],
     /// Verify answers by `endpoint` (`nginx`, `forward`) and `outcome`
     /// (`allow`, `bypass`, `unauthenticated`, `deny`, `bad_request`, `error`).
     pub verify: Family<Labels<2>, Counter>,
@@ -77,8 +80,12 @@ impl Metrics {
         let verify: Family<Labels<2>, Counter> = Family::default();
         let verify_by =
             ENDPOINTS.map(|e| OUTCOMES.map(|o| verify.get_or_create(&[("endpoint", e), ("outcome", o)]).clone()));
+        let cache: Family<Labels<2>, Counter> = Family::default();
+        let session_cache =
+            ["hit", "miss"].map(|r| cache.get_or_create(&[("cache", "sessions"), ("result", r)]).clone());
         let m = Metrics {
             verify_by,
+            session_cache,
             verify,
             // 50 µs .. ~1.6 s
             verify_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
@@ -87,7 +94,7 @@ impl Metrics {
             store_errors: Counter::default(),
             store_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             graph_calls: Family::default(),
-            cache: Family::default(),
+            cache,
             sessions_created: Counter::default(),
             sessions_ended: Family::default(),
             registry: Registry::default(),
@@ -128,6 +135,11 @@ impl Metrics {
 
     pub fn graph(&self, outcome: &'static str) {
         self.graph_calls.get_or_create(&[("outcome", outcome)]).inc();
+    }
+
+    /// Counts one lookup in the redis store's in-process session cache.
+    pub fn session_cache(&self, hit: bool) {
+        self.session_cache[usize::from(!hit)].inc();
     }
 
     pub fn cache(&self, cache: &'static str, hit: bool) {

@@ -45,6 +45,13 @@ async fn flow_on_redis_keeps_no_usable_cookie_in_the_store() {
     assert!(stored["claims"].get("email").is_none() && stored["claims"].get("preferred_username").is_none(), "{dump}");
 
     assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+    // The first verify read Redis, the second the in-process cache.
+    let metrics = common::plain().get(format!("{}/metrics", svc.url)).send().await.unwrap().text().await.unwrap();
+    for result in ["hit", "miss"] {
+        let line = format!("portcullis_cache_lookups_total{{cache=\"sessions\",result=\"{result}\"}} 1");
+        assert!(metrics.lines().any(|l| l == line), "{line} missing in\n{metrics}");
+    }
     client.get(format!("{}/oauth2/logout", svc.url)).send().await.unwrap();
     assert_eq!(verify(&client, &svc.url, &home).await.status(), 401);
     assert_eq!(redis.cli(&["--scan", "--pattern", "portcullis:session:*"]).trim(), "");

@@ -29,10 +29,10 @@ impl CachedStore {
 impl SessionStore for CachedStore {
     async fn get(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
         if let Some(hit) = self.cache.get(key) {
-            crate::metrics::get().cache("sessions", true);
+            crate::metrics::get().session_cache(true);
             return Ok(Some(hit));
         }
-        crate::metrics::get().cache("sessions", false);
+        crate::metrics::get().session_cache(false);
         let found = self.inner.get(key).await?;
         if let Some(session) = &found {
             self.cache.insert(*key, Arc::clone(session));
