@@ -7,39 +7,29 @@
 //! revocation on *another* instance takes effect here within the TTL. That
 //! is the staleness bound README documents and the tests check.
 //!
-//! A session in use is read again in the background once half its TTL has
-//! passed, so verifies of active sessions do not wait for Redis every TTL;
-//! that read replaces the entry only if nothing else changed it meanwhile
-//! (a local logout is never undone by it). Likewise a read that missed is
-//! cached only if this instance wrote nothing while it was under way.
+//! A read is cached only if this instance wrote nothing while it was under
+//! way, so a read that began before a local logout never brings the
+//! session back.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use moka::ops::compute::Op;
 use moka::sync::Cache;
 
 use super::{Index, Session, SessionStore, StoreError, StoreKey};
 
 /// A session as read from `inner`, and when the read began.
+#[derive(Clone)]
 struct Entry {
     session: Arc<Session>,
     fetched: Instant,
-    /// A background read is under way.
-    renewing: AtomicBool,
-}
-
-impl Entry {
-    fn new(session: Arc<Session>, fetched: Instant) -> Arc<Entry> {
-        Arc::new(Entry { session, fetched, renewing: AtomicBool::new(false) })
-    }
 }
 
 /// Sessions read recently from `inner`.
 pub struct CachedStore {
     inner: Arc<dyn SessionStore>,
-    cache: Cache<StoreKey, Arc<Entry>>,
+    cache: Cache<StoreKey, Entry>,
     ttl: Duration,
     /// Counts this instance's writes, so a read that began before one is
     /// not cached after it.
@@ -66,42 +56,16 @@ impl CachedStore {
         self.cache.invalidate(key);
         result
     }
-
-    /// Reads `key` again off the request's path; the result replaces
-    /// `entry` only if it is still the cached one.
-    fn renew(&self, key: StoreKey, entry: &Arc<Entry>) {
-        let (inner, cache, old) = (Arc::clone(&self.inner), self.cache.clone(), Arc::clone(entry));
-        tokio::spawn(async move {
-            let fetched = Instant::now();
-            let found = inner.get(&key).await;
-            cache.entry(key).and_compute_with(|current| match current {
-                Some(c) if Arc::ptr_eq(c.value(), &old) => match found {
-                    Ok(Some(session)) => Op::Put(Entry::new(session, fetched)),
-                    // Ended elsewhere: gone here too.
-                    Ok(None) => Op::Remove,
-                    // Kept until its TTL; then a verify asks Redis and fails closed.
-                    Err(_) => {
-                        old.renewing.store(false, Ordering::Relaxed);
-                        Op::Nop
-                    }
-                },
-                _ => Op::Nop,
-            });
-        });
-    }
 }
 
 #[async_trait::async_trait]
 impl SessionStore for CachedStore {
     async fn get(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
         if let Some(hit) = self.cache.get(key) {
-            let age = hit.fetched.elapsed();
-            if age < self.ttl {
+            // moka's TTL counts from the insert, after the read.
+            if hit.fetched.elapsed() < self.ttl {
                 crate::metrics::get().session_cache(true);
-                if age >= self.ttl / 2 && !hit.renewing.swap(true, Ordering::Relaxed) {
-                    self.renew(*key, &hit);
-                }
-                return Ok(Some(Arc::clone(&hit.session)));
+                return Ok(Some(hit.session));
             }
         }
         crate::metrics::get().session_cache(false);
@@ -109,15 +73,13 @@ impl SessionStore for CachedStore {
         let writes = self.writes.load(Ordering::SeqCst);
         let found = self.inner.get(key).await?;
         if let Some(session) = &found {
-            // Checked under the entry's lock, which a write's second
-            // invalidation also takes.
-            self.cache.entry(*key).and_compute_with(|_| {
-                if self.writes.load(Ordering::SeqCst) == writes {
-                    Op::Put(Entry::new(Arc::clone(session), fetched))
-                } else {
-                    Op::Nop
-                }
-            });
+            self.cache.insert(*key, Entry { session: Arc::clone(session), fetched });
+            // A write that counted after this read began may have come
+            // before or after the insert: if after, its second
+            // invalidation removed the entry; if before, this does.
+            if self.writes.load(Ordering::SeqCst) != writes {
+                self.cache.invalidate(key);
+            }
         }
         Ok(found)
     }
@@ -160,22 +122,19 @@ mod tests {
     use crate::session::{SessionId, test_session};
 
     /// A store whose reads, once made, wait for `gate` before answering:
-    /// a read that began before a write and ends after it. Only the reads
-    /// before `free_from` (a count of reads) wait.
+    /// a read that began before a write and ends after it.
     struct Gated {
         inner: MemoryStore,
         gate: tokio::sync::Mutex<()>,
         reads: AtomicUsize,
-        free_from: AtomicUsize,
     }
 
     #[async_trait::async_trait]
     impl SessionStore for Gated {
         async fn get(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
             let found = self.inner.get(key).await;
-            if self.reads.fetch_add(1, Ordering::SeqCst) < self.free_from.load(Ordering::SeqCst) {
-                let _open = self.gate.lock().await;
-            }
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let _open = self.gate.lock().await;
             found
         }
         async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError> {
@@ -209,7 +168,6 @@ mod tests {
             inner: MemoryStore::new(10),
             gate: Default::default(),
             reads: AtomicUsize::new(0),
-            free_from: AtomicUsize::new(usize::MAX),
         });
         let key = SessionId::generate().store_key();
         gated.put(&key, Arc::new(test_session("alice")), HOUR).await.unwrap();
@@ -241,83 +199,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sessions_in_use_are_read_again_in_the_background() {
+    async fn an_answer_is_never_older_than_the_ttl_counted_from_before_its_read() {
         let ttl = Duration::from_millis(400);
         let (gated, cached, key) = setup(ttl).await;
-        assert_eq!(user(&cached, &key).await.as_deref(), Some("alice"));
-        assert_eq!(gated.reads.load(Ordering::SeqCst), 1);
-        // Changed elsewhere (another instance).
+        // A slow read: 300 ms between reading and answering.
+        let held = gated.gate.lock().await;
+        let reading = tokio::spawn({
+            let (cached, key) = (Arc::clone(&cached), key);
+            async move { user(&cached, &key).await }
+        });
+        while gated.reads.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(held);
+        assert_eq!(reading.await.unwrap().as_deref(), Some("alice"));
         gated.inner.put(&key, Arc::new(test_session("bob")), HOUR).await.unwrap();
-        tokio::time::sleep(ttl / 2).await;
-        // Past half the TTL: answered from the cache at once, read again behind.
-        let held = gated.gate.lock().await;
-        assert_eq!(user(&cached, &key).await.as_deref(), Some("alice"));
-        drop(held);
-        while gated.reads.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // 150 ms after the answer was cached, 450 ms after its read began.
+        tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(user(&cached, &key).await.as_deref(), Some("bob"));
-        assert_eq!(gated.reads.load(Ordering::SeqCst), 2, "the renewed entry answered");
-    }
-
-    #[tokio::test]
-    async fn a_background_read_never_undoes_a_logout() {
-        let ttl = Duration::from_millis(400);
-        let (gated, cached, key) = setup(ttl).await;
-        assert_eq!(user(&cached, &key).await.as_deref(), Some("alice"));
-        tokio::time::sleep(ttl / 2).await;
-        let held = gated.gate.lock().await;
-        assert_eq!(user(&cached, &key).await.as_deref(), Some("alice"));
-        while gated.reads.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
-        // The background read found alice; the logout comes before it ends.
-        cached.delete(&key).await.unwrap();
-        drop(held);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(user(&cached, &key).await, None);
-    }
-
-    #[tokio::test]
-    async fn a_session_ended_elsewhere_is_gone_after_the_background_read() {
-        let ttl = Duration::from_millis(400);
-        let (gated, cached, key) = setup(ttl).await;
-        assert_eq!(user(&cached, &key).await.as_deref(), Some("alice"));
-        gated.inner.delete(&key).await.unwrap();
-        tokio::time::sleep(ttl / 2).await;
-        // Within the TTL the cached answer stands (the documented bound)...
-        assert_eq!(user(&cached, &key).await.as_deref(), Some("alice"));
-        while gated.reads.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        // ...and the background read ends it here too, before the TTL.
-        assert_eq!(user(&cached, &key).await, None);
-        assert!(gated.reads.load(Ordering::SeqCst) >= 3);
-    }
-
-    #[tokio::test]
-    async fn a_background_read_never_replaces_a_newer_entry() {
-        let ttl = Duration::from_millis(400);
-        let (gated, cached, key) = setup(ttl).await;
-        assert_eq!(user(&cached, &key).await.as_deref(), Some("alice"));
-        tokio::time::sleep(ttl / 2).await;
-        // Only the background read (the second) waits.
-        gated.free_from.store(2, Ordering::SeqCst);
-        let held = gated.gate.lock().await;
-        assert_eq!(user(&cached, &key).await.as_deref(), Some("alice"));
-        while gated.reads.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
-        // Meanwhile this instance writes a newer session, and a verify
-        // caches it.
-        cached.put(&key, Arc::new(test_session("bob")), HOUR).await.unwrap();
-        assert_eq!(user(&cached, &key).await.as_deref(), Some("bob"));
-        drop(held);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let reads = gated.reads.load(Ordering::SeqCst);
-        assert_eq!(user(&cached, &key).await.as_deref(), Some("bob"), "the older read did not replace it");
-        assert_eq!(gated.reads.load(Ordering::SeqCst), reads, "answered from the cache");
     }
 }
