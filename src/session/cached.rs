@@ -160,7 +160,6 @@ mod tests {
         }
     }
 
-
     const HOUR: Duration = Duration::from_secs(3600);
 
     async fn setup(ttl: Duration) -> (Arc<Gated>, Arc<CachedStore>, StoreKey) {
