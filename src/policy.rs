@@ -123,6 +123,8 @@ pub struct Policy {
     rules: Vec<Rule>,
     default: DefaultPolicy,
     group_paths: GroupPaths,
+    /// Some rule's expression reads `claims` (found once, at compile time).
+    reads_claims: bool,
 }
 
 impl Policy {
@@ -176,7 +178,8 @@ impl Policy {
                 expr: r.expr.as_deref().map(|e| Expr::compile(&format!("{key}.expr"), e, Scope::Request)).transpose()?,
             });
         }
-        Ok(Policy { rules, default: config.default_policy, group_paths: gp })
+        let reads_claims = rules.iter().any(|r| r.expr.as_ref().is_some_and(Expr::reads_claims));
+        Ok(Policy { rules, default: config.default_policy, group_paths: gp, reads_claims })
     }
 
     /// True when the first rule matching this request is a `bypass`: the
@@ -210,7 +213,7 @@ impl Policy {
     /// Whether any rule's expression reads the session's claims (otherwise
     /// sessions need not keep them).
     pub fn reads_claims(&self) -> bool {
-        self.rules.iter().any(|r| r.expr.as_ref().is_some_and(Expr::reads_claims))
+        self.reads_claims
     }
 
     /// Decides for a signed-in user; expression errors are logged.

@@ -652,7 +652,10 @@ fn logout_hint(app: &App, headers: &HeaderMap, key: &StoreKey) -> Option<String>
     cookies(headers, &logout_hint_name(app)).find_map(|value| {
         let opened = app.sealer.open(Purpose::LogoutHint, value)?;
         let (bound, token) = opened.payload.split_at_checked(32)?;
-        (bound == key.as_bytes()).then(|| String::from_utf8(token.to_vec()).ok()).flatten()
+        if bound != key.as_bytes() {
+            return None;
+        }
+        String::from_utf8(token.to_vec()).ok()
     })
 }
 

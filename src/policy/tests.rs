@@ -203,3 +203,11 @@ fn start_up_errors_name_the_key() {
         assert!(err.contains(key), "{toml}\n=> {err}");
     }
 }
+
+#[test]
+fn only_expressions_that_name_claims_make_sessions_keep_them() {
+    assert!(!policy("[[policy]]\naction = \"allow\"\ngroups = [\"staff\"]").reads_claims());
+    assert!(!policy("[[policy]]\naction = \"allow\"\nexpr = 'request.method == \"GET\" || role == \"admin\"'").reads_claims());
+    assert!(policy("[[policy]]\naction = \"allow\"\nexpr = 'has(claims.department) && claims.department == \"photos\"'").reads_claims());
+    assert!(policy("[[policy]]\naction = \"deny\"\n[[policy]]\naction = \"allow\"\nexpr = '\"x\" in claims'").reads_claims());
+}
