@@ -341,7 +341,7 @@ async fn verify_inner(
         Ok(None) => return (signed_out(app, req, flavor, &original), Outcome::Unauthenticated),
         Err(_) => return unavailable(),
     };
-    let session = match app.upkeep(&rules).check(&loaded.id.store_key(), loaded.session).await {
+    let session = match app.upkeep(&rules).check(&loaded.key, loaded.session).await {
         Ok(Some(session)) => session,
         Ok(None) => return (signed_out(app, req, flavor, &original), Outcome::Unauthenticated),
         Err(_) => return unavailable(),
@@ -349,7 +349,7 @@ async fn verify_inner(
     if session.claims_partial && rules.policy.reads_claims() {
         // Made before a reload brought expressions that read claims, which
         // this session did not keep: a new sign-in brings them.
-        if app.store.delete(&loaded.id.store_key()).await.is_err() {
+        if app.store.delete(&loaded.key).await.is_err() {
             return unavailable();
         }
         tracing::info!(
@@ -412,6 +412,8 @@ fn signed_out(app: &App, req: &Request<Incoming>, flavor: Flavor, original: &Url
 /// A session found through the request's cookie.
 struct Loaded {
     id: SessionId,
+    /// The store's key for it (hashed once per request).
+    key: StoreKey,
     session: Arc<Session>,
     /// The cookie was sealed with an older key.
     stale_key: bool,
@@ -422,9 +424,10 @@ async fn load_session(app: &App, headers: &HeaderMap) -> Result<Option<Loaded>, 
     for value in cookies(headers, &app.config.session.cookie_name) {
         let Some(opened) = app.sealer.open(Purpose::Session, value) else { continue };
         let Some(id) = SessionId::from_bytes(&opened.payload) else { continue };
-        if let Some(session) = app.store.get(&id.store_key()).await? {
+        let key = id.store_key();
+        if let Some(session) = app.store.get(&key).await? {
             if session.remaining().is_some() {
-                return Ok(Some(Loaded { id, session, stale_key: opened.stale_key }));
+                return Ok(Some(Loaded { id, key, session, stale_key: opened.stale_key }));
             }
         }
     }
@@ -684,8 +687,8 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
         }
     };
     let mut id_token = None;
-    if let Some(Loaded { id, session, .. }) = session {
-        if let Err(e) = app.store.delete(&id.store_key()).await {
+    if let Some(Loaded { key, session, .. }) = session {
+        if let Err(e) = app.store.delete(&key).await {
             tracing::error!(error = %e, "session could not be deleted at logout");
             let mut r = page(req, StatusCode::SERVICE_UNAVAILABLE, "Sign-out incomplete", "The session store is unavailable; please try again.");
             add_cookie(&mut r, &clear);
@@ -693,7 +696,7 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
         }
         tracing::info!(event = "logout", user = %session.identity.user, subject = %session.identity.subject, "logout");
         crate::metrics::get().session_ended("logout");
-        id_token = session.id_token.clone().or_else(|| logout_hint(app, req.headers(), &id.store_key()));
+        id_token = session.id_token.clone().or_else(|| logout_hint(app, req.headers(), &key));
     }
     let post_logout = rd.clone().unwrap_or_else(|| app.config.endpoint_url("/"));
     let mut response = match app.oidc.logout_url(id_token.as_deref(), &post_logout) {
