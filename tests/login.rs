@@ -164,6 +164,20 @@ async fn an_id_token_too_large_for_a_cookie_is_kept_with_the_session() {
 }
 
 #[tokio::test]
+async fn a_host_prefixed_session_cookie_gets_a_secure_prefixed_hint() {
+    let idp = Idp::start().await;
+    // `__Host-` demands Path=/, which the hint (Path=/oauth2/logout) cannot have.
+    let svc = Service::start(&format!("{}cookie_name = \"__Host-portcullis\"\n", local_toml(&idp))).await;
+    svc.wait_ready().await;
+    let cb = login(&browser(), &svc.url, &format!("{}/", svc.url)).await;
+    let names: Vec<String> = set_cookies(&cb).iter().map(|c| c.split('=').next().unwrap().to_string()).collect();
+    assert!(names.contains(&"__Host-portcullis".to_string()), "{names:?}");
+    assert!(names.contains(&"__Secure-portcullis_logout".to_string()), "{names:?}");
+    let pairs = format!("{}; {}", cookie_pair(&cb, "__Host-portcullis"), cookie_pair(&cb, "__Secure-portcullis_logout"));
+    assert_eq!(logout_hint_sent(&svc, &pairs).await, Some(idp.issued().last().unwrap().id_token.clone()));
+}
+
+#[tokio::test]
 async fn stolen_cookie_stops_working_after_logout() {
     let idp = Idp::start().await;
     let svc = service(&idp).await;
