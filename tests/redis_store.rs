@@ -61,12 +61,7 @@ async fn flow_on_redis_keeps_no_usable_cookie_in_the_store() {
 async fn redis_outage_fails_closed_and_recovers_by_itself() {
     let Some(mut redis) = Redis::start().await else { return };
     let idp = Idp::start().await;
-    let svc = Service::start(&redis_toml(&idp, &redis)).await;
-    svc.wait_ready().await;
-    let client = browser();
-    let home = format!("{}/", svc.url);
-    login(&client, &svc.url, &home).await;
-    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+    let (svc, client, home) = common::signed_in_with(&redis_toml(&idp, &redis)).await;
 
     redis.stop();
     let stopped = std::time::Instant::now();
@@ -108,12 +103,7 @@ async fn redis_outage_fails_closed_and_recovers_by_itself() {
 async fn without_the_cache_an_outage_fails_closed_at_once() {
     let Some(mut redis) = Redis::start().await else { return };
     let idp = Idp::start().await;
-    let svc = Service::start(&format!("{}cache_ttl = \"0s\"\n", redis_toml(&idp, &redis))).await;
-    svc.wait_ready().await;
-    let client = browser();
-    let home = format!("{}/", svc.url);
-    login(&client, &svc.url, &home).await;
-    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+    let (svc, client, home) = common::signed_in_with(&format!("{}cache_ttl = \"0s\"\n", redis_toml(&idp, &redis))).await;
     redis.stop();
     for _ in 0..5 {
         let status = verify(&client, &svc.url, &home).await.status();

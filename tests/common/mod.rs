@@ -81,7 +81,12 @@ pub async fn verify(client: &Client, base: &str, url: &str) -> Response {
 /// browser signed in to it (checked with a verify of the home URL, which
 /// is returned too).
 pub async fn signed_in(idp: &idp::Idp) -> (service::Service, Client, String) {
-    let svc = service::Service::start(&service::local_toml(idp)).await;
+    signed_in_with(&service::local_toml(idp)).await
+}
+
+/// As [`signed_in`], with the configuration `toml`.
+pub async fn signed_in_with(toml: &str) -> (service::Service, Client, String) {
+    let svc = service::Service::start(toml).await;
     svc.wait_ready().await;
     let client = browser();
     let home = format!("{}/", svc.url);
