@@ -83,7 +83,7 @@ async fn main() {
     let per = |b: isize| b / n as isize;
     println!("{n} sessions in the memory store: {} bytes each", per(total));
     println!("  the session itself: {} (struct {}, its strings {})", per(alone) + std::mem::size_of::<Session>() as isize, std::mem::size_of::<Session>(), per(alone));
-    println!("  the store's bookkeeping (moka, key, Arc): {}", per(total - alone) - std::mem::size_of::<Session>() as isize);
+    println!("  the store's bookkeeping (key, entry, Arc): {}", per(total - alone) - std::mem::size_of::<Session>() as isize);
     let t = Instant::now();
     let found = store.find(&Index::Sid("not-there".into())).await.unwrap().len();
     println!("finding sessions by sid (back-channel logout) looks through all: {found} found in {:?}", t.elapsed());
