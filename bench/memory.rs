@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use portcullis::claims::StoredClaims;
-use portcullis::identity::Identity;
+use portcullis::identity::IdentityParts;
 use portcullis::session::memory::MemoryStore;
 use portcullis::session::{Index, Session, SessionId, SessionStore};
 
@@ -41,7 +41,7 @@ fn session(i: usize) -> Session {
         "nonce": "q3Jk2l1n8s0d9f8g7h6j5k4l3m2n1b0v9c8x7z6a5s4", "sub": "user-1", "preferred_username": "alice",
         "email": "alice@example.com", "name": "Alice"
     });
-    let identity = Identity {
+    let identity = IdentityParts {
         user: "alice".into(),
         email: Some("alice@example.com".into()),
         name: Some("Alice".into()),
@@ -52,7 +52,7 @@ fn session(i: usize) -> Session {
         ..Default::default()
     };
     Session {
-        identity,
+        identity: identity.into(),
         // As without claim-reading policy expressions (the default).
         claims: StoredClaims::keep(claims.as_object().unwrap(), false),
         claims_partial: true,

@@ -89,7 +89,7 @@ impl Explainer<'_> {
                 (name.clone(), value.unwrap_or_default())
             })
             .collect();
-        for (name, source) in self.config.upstream_headers.get(&identity.user).into_iter().flatten() {
+        for (name, source) in self.config.upstream_headers.get(identity.user()).into_iter().flatten() {
             let from = match source {
                 UpstreamHeaderValue::File(p) => format!("file {}", p.display()),
                 UpstreamHeaderValue::Env(v) => format!("env {v}"),
@@ -129,15 +129,15 @@ impl Explanation {
                     Some(i) => format!("  (identity.rules[{i}] matched)"),
                     None => "  (no identity rule matched)".to_string(),
                 };
-                line("user", &format!("{}{rule}", id.user));
-                line("person", &id.person);
-                line("subject", &id.subject);
-                line("email", id.email.as_deref().unwrap_or("-"));
-                line("name", id.name.as_deref().unwrap_or("-"));
-                line("groups", &list(&id.groups));
-                line("roles", &list(&id.roles));
+                line("user", &format!("{}{rule}", id.user()));
+                line("person", id.person());
+                line("subject", id.subject());
+                line("email", id.email().unwrap_or("-"));
+                line("name", id.name().unwrap_or("-"));
+                line("groups", &list(id.groups()));
+                line("roles", &list(id.roles()));
                 let from = m.role_from.map(|r| format!("  ({})", role_from_key(r))).unwrap_or_default();
-                line("role", &format!("{}{from}", id.role));
+                line("role", &format!("{}{from}", id.role()));
             }
             Err(refusal) => {
                 if let Some(i) = m.rule {
@@ -171,8 +171,8 @@ impl Explanation {
     }
 }
 
-fn list(items: &[String]) -> String {
-    if items.is_empty() { "-".to_string() } else { items.join(", ") }
+fn list(items: crate::identity::Names<'_>) -> String {
+    if items.len() == 0 { "-".to_string() } else { items.collect::<Vec<_>>().join(", ") }
 }
 
 fn role_from_key(r: RoleFrom) -> String {

@@ -93,20 +93,18 @@ impl IdentityHeaders {
 
     fn values(&self, identity: &Identity) -> [HeaderValue; 6] {
         let groups = identity
-            .header_groups
-            .as_ref()
-            .unwrap_or(&identity.groups)
-            .iter()
+            .header_groups()
+            .unwrap_or_else(|| identity.groups())
             .map(|g| g.replace(self.separator.as_str(), " "))
             .collect::<Vec<_>>()
             .join(&self.separator);
         [
-            sanitize(&identity.user),
-            sanitize(identity.email.as_deref().unwrap_or("")),
-            sanitize(identity.name.as_deref().unwrap_or("")),
+            sanitize(identity.user()),
+            sanitize(identity.email().unwrap_or("")),
+            sanitize(identity.name().unwrap_or("")),
             sanitize(&groups),
-            sanitize(&identity.role),
-            sanitize(&identity.person),
+            sanitize(identity.role()),
+            sanitize(identity.person()),
         ]
     }
 
@@ -209,13 +207,13 @@ mod tests {
     #[test]
     fn groups_are_joined_and_separator_in_names_is_neutralised() {
         let h = IdentityHeaders::new(&HeaderNames::default()).unwrap();
-        let id = Identity {
+        let id = Identity::from(crate::identity::IdentityParts {
             user: "alice".into(),
             groups: vec!["a,b".into(), "c".into()],
             role: "user".into(),
             person: "alice".into(),
             ..Default::default()
-        };
+        });
         let mut map = HeaderMap::new();
         h.write(&id, &mut map);
         assert_eq!(map["remote-groups"], "a b,c");

@@ -25,6 +25,9 @@ use crate::config::{Config, ConfigError};
 use crate::expr::{Expr, Scope, Vars};
 use crate::names::{self, GroupPaths};
 
+mod packed;
+pub use packed::{Identity, Names};
+
 /// The role that refuses entry.
 pub const ROLE_NONE: &str = "none";
 
@@ -98,9 +101,10 @@ pub struct RoleMapEntry {
     pub role: String,
 }
 
-/// The mapped identity kept in a session and sent as headers.
+/// A mapped identity in its plain form: what a login builds, and what is
+/// serialized. Sessions keep it packed, as an [`Identity`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct Identity {
+pub struct IdentityParts {
     /// The user name the apps see (possibly a shared account).
     pub user: String,
     pub email: Option<String>,
@@ -301,9 +305,9 @@ impl Mapper {
     ) -> (Claims, Result<Identity, Refusal>) {
         let mut claims = self.collect_claims(id_token, userinfo, access_token);
         let header_groups = graph.enrich(&mut claims, access_token, !self.required_groups.is_empty()).await;
-        let result = self.map(&claims).map(|mut identity| {
-            identity.header_groups = header_groups;
-            identity
+        let result = self.map(&claims).map(|identity| match header_groups {
+            None => identity,
+            header_groups => IdentityParts { header_groups, ..identity.to_parts() }.into(),
         });
         (claims, result)
     }
@@ -373,7 +377,7 @@ impl Mapper {
         m.rule = rule;
         let rule = rule.map(|i| &self.rules[i].config);
 
-        let mut identity = Identity {
+        let mut identity = IdentityParts {
             user: rule.map_or_else(|| person.clone(), |r| r.user.trim().to_string()),
             email: rule.and_then(|r| r.email.clone()).or_else(|| email.clone()),
             name: rule.and_then(|r| r.name.clone()).or(name),
@@ -410,7 +414,7 @@ impl Mapper {
             return Err(Refusal::new("your account has no role that may sign in here (role `none`)"));
         }
         identity.role = role;
-        Ok(identity)
+        Ok(identity.into())
     }
 
     /// The `email` claim, unless the provider says it is unverified (and

@@ -132,9 +132,9 @@ fn sessions(path: Option<PathBuf>, action: SessionsAction) -> ExitCode {
                             timestamp(s.created_at),
                             timestamp(s.last_seen.max(s.created_at)),
                             timestamp(s.expires_at),
-                            s.identity.user,
-                            s.identity.person,
-                            s.identity.subject
+                            s.identity.user(),
+                            s.identity.person(),
+                            s.identity.subject()
                         );
                     }
                     eprintln!("{} session(s)", found.len());

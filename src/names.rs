@@ -44,13 +44,13 @@ pub fn normalize_group(name: &str, paths: GroupPaths) -> String {
 }
 
 /// The normal forms of a list of names.
-pub fn normalize_all(names: &[String]) -> Vec<String> {
-    names.iter().map(|n| normalize(n)).collect()
+pub fn normalize_all<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Vec<String> {
+    names.into_iter().map(|n| normalize(n.as_ref())).collect()
 }
 
 /// The normal forms of a list of group names.
-pub fn normalize_groups(names: &[String], paths: GroupPaths) -> Vec<String> {
-    names.iter().map(|n| normalize_group(n, paths)).collect()
+pub fn normalize_groups<S: AsRef<str>>(names: impl IntoIterator<Item = S>, paths: GroupPaths) -> Vec<String> {
+    names.into_iter().map(|n| normalize_group(n.as_ref(), paths)).collect()
 }
 
 /// True when a list in normal form shares a name with another.

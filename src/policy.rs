@@ -56,10 +56,10 @@ pub struct PolicyRule {
     pub action: Action,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
-    /// Portcullis roles (`identity.role`).
+    /// Portcullis roles (`identity.role()`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
-    /// App roles from the roles claim (`identity.roles`).
+    /// App roles from the roles claim (`identity.roles()`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_roles: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -233,7 +233,7 @@ impl Policy {
         let mut notes = Vec::new();
         let d = self.judge(matched, req, identity, claims, &mut notes);
         for note in notes {
-            tracing::warn!(event = "policy_note", user = %identity.user, "{note}");
+            tracing::warn!(event = "policy_note", user = %identity.user(), "{note}");
         }
         d
     }
@@ -277,16 +277,16 @@ impl Policy {
 
     /// The first requirement of `rule` the identity does not meet, if any.
     fn unmet(&self, rule: &Rule, req: &RequestInfo, id: &Identity, claims: &StoredClaims, notes: &mut Vec<String>) -> Option<String> {
-        let groups = names::normalize_groups(&id.groups, self.group_paths);
-        let roles = names::normalize_all(&id.roles);
-        let emails: Vec<String> = id.email.iter().chain(&id.person_email).map(|e| names::normalize(e)).collect();
-        let users = [names::normalize(&id.user), names::normalize(&id.person)];
+        let groups = names::normalize_groups(id.groups(), self.group_paths);
+        let roles = names::normalize_all(id.roles());
+        let emails: Vec<String> = id.email().into_iter().chain(id.person_email()).map(names::normalize).collect();
+        let users = [names::normalize(id.user()), names::normalize(id.person())];
         let listed = |l: &[String]| l.join(", ");
         if !rule.groups.is_empty() && !names::any_in(&rule.groups, &groups) {
             return Some(format!("membership of one of the groups {}", listed(&rule.groups)));
         }
-        if !rule.roles.is_empty() && !rule.roles.contains(&names::normalize(&id.role)) {
-            return Some(format!("one of the roles {} (the user's role is {})", listed(&rule.roles), id.role));
+        if !rule.roles.is_empty() && !rule.roles.contains(&names::normalize(id.role())) {
+            return Some(format!("one of the roles {} (the user's role is {})", listed(&rule.roles), id.role()));
         }
         if !rule.app_roles.is_empty() && !names::any_in(&rule.app_roles, &roles) {
             return Some(format!("one of the app roles {}", listed(&rule.app_roles)));
@@ -308,9 +308,9 @@ impl Policy {
                 claims: &claims,
                 groups: &groups,
                 roles: &roles,
-                user: &id.user,
-                email: id.email.as_deref().unwrap_or(""),
-                request: Some((&id.role, &id.person, req)),
+                user: id.user(),
+                email: id.email().unwrap_or(""),
+                request: Some((id.role(), id.person(), req)),
             };
             if !crate::identity::eval_logged(e, &vars, notes) {
                 return Some(format!("its expression ({}) to be true", e.key()));

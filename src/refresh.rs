@@ -45,7 +45,7 @@ impl Upkeep<'_> {
         if let Some(idle) = self.config.idle_timeout {
             if session.last_seen.max(session.created_at) + idle.as_secs() <= now {
                 self.store.delete(key).await?;
-                tracing::info!(event = "session_ended", reason = "idle timeout", user = %session.identity.user, subject = %session.identity.subject, "session ended");
+                tracing::info!(event = "session_ended", reason = "idle timeout", user = %session.identity.user(), subject = %session.identity.subject(), "session ended");
                 crate::metrics::get().session_ended("idle");
                 return Ok(None);
             }
@@ -92,8 +92,8 @@ impl Upkeep<'_> {
             return Ok(Some(current));
         }
         let refresh_token = session.refresh_token.clone().unwrap_or_default();
-        let user = &session.identity.user;
-        let subject = &session.identity.subject;
+        let user = &session.identity.user();
+        let subject = &session.identity.subject();
         let refreshed = match self.oidc.refresh(&refresh_token, subject).await {
             Ok(r) => r,
             Err(e @ (OidcError::Unreachable(_) | OidcError::NotReady(_))) => {
@@ -154,7 +154,7 @@ impl Upkeep<'_> {
         }
         // The claim is kept until it expires: a verify that read the session
         // before this write must not refresh again with the old token.
-        tracing::info!(event = "session_refreshed", user = %updated.identity.user, subject = %updated.identity.subject, "session refreshed");
+        tracing::info!(event = "session_refreshed", user = %updated.identity.user(), subject = %updated.identity.subject(), "session refreshed");
         crate::metrics::get().refresh("success");
         Ok(Some(updated))
     }
@@ -172,7 +172,7 @@ impl Upkeep<'_> {
     ) -> Result<Option<Arc<Session>>, StoreError> {
         self.store.delete(key).await?;
         let _ = self.store.release(&claim_name(key)).await;
-        tracing::info!(event = "session_ended", reason, user = %session.identity.user, subject = %session.identity.subject, "session ended");
+        tracing::info!(event = "session_ended", reason, user = %session.identity.user(), subject = %session.identity.subject(), "session ended");
         crate::metrics::get().refresh("refused");
         crate::metrics::get().session_ended(metric);
         Ok(None)

@@ -355,8 +355,8 @@ async fn verify_inner(
         tracing::info!(
             event = "session_ended",
             reason = "the policy now reads claims this session did not keep",
-            user = %session.identity.user,
-            subject = %session.identity.subject,
+            user = %session.identity.user(),
+            subject = %session.identity.subject(),
             "session ended"
         );
         crate::metrics::get().session_ended("reconfigured");
@@ -366,7 +366,7 @@ async fn verify_inner(
         Decision::Allow { .. } => {
             let mut response = text(StatusCode::OK, "");
             rules.headers.write_cached(&session.identity, &session.headers, response.headers_mut());
-            rules.upstream.write(&session.identity.user, response.headers_mut());
+            rules.upstream.write(&session.identity.user(), response.headers_mut());
             if loaded.stale_key {
                 // Sealed with an older key: seal it again with the current one.
                 add_cookie(&mut response, &session_cookie(app, &app.sealer.seal(Purpose::Session, loaded.id.as_bytes())));
@@ -376,8 +376,8 @@ async fn verify_inner(
         Decision::Deny { reason, .. } => {
             tracing::info!(
                 event = "access_denied",
-                user = %session.identity.user,
-                subject = %session.identity.subject,
+                user = %session.identity.user(),
+                subject = %session.identity.subject(),
                 client_ip = %client_ip(req.headers(), peer),
                 host = %info.host,
                 path = %info.path,
@@ -600,9 +600,9 @@ async fn callback_inner(
         identity,
         headers: Default::default(),
     };
-    let user = session.identity.user.clone();
-    let subject = session.identity.subject.clone();
-    let person = session.identity.person.clone();
+    let user = session.identity.user().to_string();
+    let subject = session.identity.subject().to_string();
+    let person = session.identity.person().to_string();
     if let Err(e) = app.store.put(&id.store_key(), Arc::new(session), ttl).await {
         tracing::error!(event = "login_failed", reason = %e, client_ip, "session could not be stored");
         crate::metrics::get().login("failed", "store");
@@ -694,7 +694,7 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
             add_cookie(&mut r, &clear);
             return r;
         }
-        tracing::info!(event = "logout", user = %session.identity.user, subject = %session.identity.subject, "logout");
+        tracing::info!(event = "logout", user = %session.identity.user(), subject = %session.identity.subject(), "logout");
         crate::metrics::get().session_ended("logout");
         id_token = session.id_token.clone().or_else(|| logout_hint(app, req.headers(), &key));
     }
@@ -754,12 +754,12 @@ async fn backchannel_logout(app: &App, req: Request<Incoming>) -> Response<Body>
         let mut ended = 0;
         for (key, session) in app.store.find(&index).await? {
             // With both sid and sub, both must match.
-            if claims.sub.as_ref().is_some_and(|sub| *sub != session.identity.subject) {
+            if claims.sub.as_ref().is_some_and(|sub| *sub != session.identity.subject()) {
                 continue;
             }
             app.store.delete(&key).await?;
             ended += 1;
-            tracing::info!(event = "backchannel_logout", user = %session.identity.user, subject = %session.identity.subject, "session ended by the identity provider");
+            tracing::info!(event = "backchannel_logout", user = %session.identity.user(), subject = %session.identity.subject(), "session ended by the identity provider");
             crate::metrics::get().session_ended("backchannel");
         }
         Ok::<_, StoreError>(ended)
@@ -816,14 +816,14 @@ fn debug_explain(app: &App, req: &Request<Incoming>, session: &Session) -> Respo
 
 fn identity_json(identity: &Identity) -> serde_json::Value {
     serde_json::json!({
-        "user": identity.user,
-        "email": identity.email,
-        "name": identity.name,
-        "groups": identity.groups,
-        "roles": identity.roles,
-        "role": identity.role,
-        "subject": identity.subject,
-        "person": identity.person,
+        "user": identity.user(),
+        "email": identity.email(),
+        "name": identity.name(),
+        "groups": identity.groups(),
+        "roles": identity.roles(),
+        "role": identity.role(),
+        "subject": identity.subject(),
+        "person": identity.person(),
     })
 }
 

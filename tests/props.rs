@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use portcullis::config::HeaderNames;
 use portcullis::headers::{IdentityHeaders, MAX_VALUE_LEN, sanitize};
-use portcullis::identity::Identity;
+use portcullis::identity::{Identity, IdentityParts};
 use portcullis::redirect::Redirects;
 use portcullis::request::{Flavor, original_url};
 use portcullis::session::cookie::{MAX_SEALED_LEN, Purpose, Sealer};
@@ -483,7 +483,7 @@ proptest! {
         person in claim_text(),
     ) {
         let headers = IdentityHeaders::new(&names).unwrap();
-        let identity = Identity { user, email, name, groups: groups.clone(), header_groups: header_groups.clone(), role, person, ..Default::default() };
+        let identity = Identity::from(IdentityParts { user, email, name, groups: groups.clone(), header_groups: header_groups.clone(), role, person, ..Default::default() });
         // The groups header carries the display names when there are any.
         let groups = header_groups.unwrap_or(groups);
         let mut out = HeaderMap::new();

@@ -1,7 +1,7 @@
 //! Policy tests: bypass, deny, role-restricted paths, host wildcards.
 
 use super::*;
-use crate::identity::Claims;
+use crate::identity::{Claims, IdentityParts};
 
 /// Top-level keys (`default_policy`) must come before any table.
 fn with_base(toml: &str) -> String {
@@ -68,7 +68,7 @@ fn req(method: &str, url: &str) -> RequestInfo {
 }
 
 fn identity(user: &str, role: &str, groups: &[&str], email: &str) -> Identity {
-    Identity {
+    crate::identity::IdentityParts {
         user: user.into(),
         person: user.into(),
         role: role.into(),
@@ -78,6 +78,7 @@ fn identity(user: &str, role: &str, groups: &[&str], email: &str) -> Identity {
         subject: format!("sub-{user}"),
         ..Default::default()
     }
+    .into()
 }
 
 #[test]
@@ -130,15 +131,14 @@ fn decisions_per_host_path_and_identity() {
     for (method, url, who, want) in cases {
         let got = p.decide(&req(method, url), who, &StoredClaims::new(&claims));
         match (&want, &got) {
-            (Ok(d), _) => assert_eq!(&got, d, "{method} {url} as {}", who.user),
+            (Ok(d), _) => assert_eq!(&got, d, "{method} {url} as {}", who.user()),
             (Err(text), Decision::Deny { reason, .. }) => {
-                assert!(reason.contains(text), "{method} {url} as {}: {reason}", who.user)
+                assert!(reason.contains(text), "{method} {url} as {}: {reason}", who.user())
             }
-            (Err(_), _) => panic!("{method} {url} as {}: {got:?}", who.user),
+            (Err(_), _) => panic!("{method} {url} as {}: {got:?}", who.user()),
         }
     }
-    let mut manager = admin.clone();
-    manager.roles = vec!["Photos.Manage".into()];
+    let manager: Identity = IdentityParts { roles: vec!["Photos.Manage".into()], ..admin.to_parts() }.into();
     let r = req("POST", "https://photos.example.com/api/admin/album/7/delete");
     assert_eq!(p.decide(&r, &manager, &StoredClaims::new(&claims)), Decision::Allow { rule: Some(5) });
 }
@@ -146,12 +146,12 @@ fn decisions_per_host_path_and_identity() {
 #[test]
 fn users_and_emails_match_the_mapped_user_or_the_person() {
     let p = policy("[[policy]]\naction = \"allow\"\nusers = [\"Alice\"]\n[[policy]]\naction = \"deny\"");
-    let mut shared = identity("family", "user", &[], "family@example.com");
-    shared.person = "alice".into();
+    let family = identity("family", "user", &[], "family@example.com");
+    let shared: Identity = IdentityParts { person: "alice".into(), ..family.to_parts() }.into();
     let r = req("GET", "https://x.example.com/");
     assert_eq!(p.decide(&r, &shared, &StoredClaims::default()), Decision::Allow { rule: Some(0) });
     let p = policy("[[policy]]\naction = \"allow\"\nemails = [\"alice@example.com\"]");
-    shared.person_email = Some("alice@example.com".into());
+    let shared: Identity = IdentityParts { person_email: Some("alice@example.com".into()), ..shared.to_parts() }.into();
     assert_eq!(p.decide(&r, &shared, &StoredClaims::default()), Decision::Allow { rule: Some(0) });
 }
 

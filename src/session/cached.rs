@@ -175,7 +175,7 @@ mod tests {
     }
 
     async fn user(store: &CachedStore, key: &StoreKey) -> Option<String> {
-        store.get(key).await.unwrap().map(|s| s.identity.user.clone())
+        store.get(key).await.unwrap().map(|s| s.identity.user().to_string())
     }
 
     #[tokio::test]

@@ -178,7 +178,7 @@ mod tests {
         let key = SessionId::generate().store_key();
         assert!(store.get(&key).await.unwrap().is_none());
         store.put(&key, session("alice"), Duration::from_secs(60)).await.unwrap();
-        assert_eq!(store.get(&key).await.unwrap().unwrap().identity.user, "alice");
+        assert_eq!(store.get(&key).await.unwrap().unwrap().identity.user(), "alice");
         store.delete(&key).await.unwrap();
         assert!(store.get(&key).await.unwrap().is_none());
     }
@@ -256,7 +256,7 @@ mod tests {
         let live = SessionId::generate().store_key();
         store.put(&live, session("carol"), Duration::from_secs(60)).await.unwrap();
         assert_eq!(store.sessions.len(), 1);
-        assert_eq!(store.get(&live).await.unwrap().unwrap().identity.user, "carol");
+        assert_eq!(store.get(&live).await.unwrap().unwrap().identity.user(), "carol");
     }
 
     #[tokio::test]

@@ -129,9 +129,9 @@ pub struct Session {
 impl Session {
     /// The index entries under which this session can be found.
     pub fn indexes(&self) -> Vec<Index> {
-        let mut out = vec![Index::User(self.identity.user.clone()), Index::Subject(self.identity.subject.clone())];
-        if self.identity.person != self.identity.user {
-            out.push(Index::User(self.identity.person.clone()));
+        let mut out = vec![Index::User(self.identity.user().into()), Index::Subject(self.identity.subject().into())];
+        if self.identity.person() != self.identity.user() {
+            out.push(Index::User(self.identity.person().into()));
         }
         if let Some(sid) = &self.sid {
             out.push(Index::Sid(sid.clone()));
@@ -142,8 +142,8 @@ impl Session {
     /// Whether this session is found under `index` (one of [`Session::indexes`]).
     pub fn is_filed_under(&self, index: &Index) -> bool {
         match index {
-            Index::User(u) => self.identity.user == *u || self.identity.person == *u,
-            Index::Subject(s) => self.identity.subject == *s,
+            Index::User(u) => self.identity.user() == *u || self.identity.person() == *u,
+            Index::Subject(s) => self.identity.subject() == *s,
             Index::Sid(sid) => self.sid.as_ref() == Some(sid),
         }
     }
@@ -170,7 +170,7 @@ impl fmt::Debug for Session {
 #[cfg(test)]
 pub(crate) fn test_session(user: &str) -> Session {
     Session {
-        identity: Identity { user: user.into(), person: user.into(), ..Default::default() },
+        identity: crate::identity::IdentityParts { user: user.into(), person: user.into(), ..Default::default() }.into(),
         claims: Default::default(),
         claims_partial: false,
         id_token: None,
