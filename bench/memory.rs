@@ -57,7 +57,7 @@ fn session(i: usize) -> Session {
         claims: StoredClaims::keep(claims.as_object().unwrap(), false),
         claims_partial: true,
         id_token: None,
-        refresh_token: Some(format!("rt-{i}-AAAAAAAAAAAAAAAAAAAAAA")),
+        refresh_token: Some(format!("rt-{i}-AAAAAAAAAAAAAAAAAAAAAA").into()),
         access_expires_at: Some(1795000300),
         sid: None,
         created_at: 1795000000,

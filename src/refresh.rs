@@ -131,10 +131,10 @@ impl Upkeep<'_> {
             // Kept only by sessions whose ID token did not fit the logout
             // hint cookie; the others keep the login's (an expired ID token
             // is still a valid hint).
-            id_token: session.id_token.as_ref().and(refreshed.id_token).or_else(|| session.id_token.clone()),
+            id_token: session.id_token.as_ref().and(refreshed.id_token.map(Into::into)).or_else(|| session.id_token.clone()),
             // A rotated refresh token replaces the old one before anything
             // else uses it.
-            refresh_token: refreshed.refresh_token.or(Some(refresh_token)),
+            refresh_token: refreshed.refresh_token.map(Into::into).or(Some(refresh_token)),
             access_expires_at: refreshed.expires_in.map(|d| now + d.as_secs()),
             sid: session.sid.clone(),
             created_at: session.created_at,

@@ -587,11 +587,11 @@ async fn callback_inner(
     // hold it for the whole session. Too large for a cookie, it is stored.
     let hint = logout_hint_cookie(app, &id, &result.id_token);
     let session = Session {
-        sid: claims.get("sid").and_then(|v| v.as_str()).map(str::to_string),
+        sid: claims.get("sid").and_then(|v| v.as_str()).map(Into::into),
         claims: StoredClaims::keep(&claims, rules.keep_claims),
         claims_partial: !rules.keep_claims,
-        id_token: if hint.is_some() { None } else { Some(result.id_token) },
-        refresh_token: result.refresh_token,
+        id_token: if hint.is_some() { None } else { Some(result.id_token.into()) },
+        refresh_token: result.refresh_token.map(Into::into),
         access_expires_at: result.expires_in.map(|d| now + d.as_secs()),
         created_at: now,
         expires_at: now + ttl.as_secs(),
@@ -696,7 +696,7 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
         }
         tracing::info!(event = "logout", user = %session.identity.user(), subject = %session.identity.subject(), "logout");
         crate::metrics::get().session_ended("logout");
-        id_token = session.id_token.clone().or_else(|| logout_hint(app, req.headers(), &key));
+        id_token = session.id_token.as_deref().map(str::to_string).or_else(|| logout_hint(app, req.headers(), &key));
     }
     let post_logout = rd.clone().unwrap_or_else(|| app.config.endpoint_url("/"));
     let mut response = match app.oidc.logout_url(id_token.as_deref(), &post_logout) {

@@ -105,12 +105,12 @@ pub struct Session {
     pub claims_partial: bool,
     /// The ID token, for the provider's logout, when it was too large for
     /// the browser's logout hint cookie (the usual place).
-    pub id_token: Option<String>,
-    pub refresh_token: Option<String>,
+    pub id_token: Option<Box<str>>,
+    pub refresh_token: Option<Box<str>>,
     /// When the access token expires (seconds since the epoch).
     pub access_expires_at: Option<u64>,
     /// The provider's session ID (`sid`), for back-channel logout.
-    pub sid: Option<String>,
+    pub sid: Option<Box<str>>,
     pub created_at: u64,
     /// Absolute end of the session (seconds since the epoch).
     pub expires_at: u64,
@@ -134,7 +134,7 @@ impl Session {
             out.push(Index::User(self.identity.person().into()));
         }
         if let Some(sid) = &self.sid {
-            out.push(Index::Sid(sid.clone()));
+            out.push(Index::Sid(sid.to_string()));
         }
         out
     }
@@ -144,7 +144,7 @@ impl Session {
         match index {
             Index::User(u) => self.identity.user() == *u || self.identity.person() == *u,
             Index::Subject(s) => self.identity.subject() == *s,
-            Index::Sid(sid) => self.sid.as_ref() == Some(sid),
+            Index::Sid(sid) => self.sid.as_deref() == Some(sid.as_str()),
         }
     }
 
