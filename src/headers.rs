@@ -82,12 +82,15 @@ impl IdentityHeaders {
 
     /// As [`IdentityHeaders::write`], computing the values once per
     /// session: `cache` lives as long as the session does in memory, so
-    /// repeated verifies only copy six reference-counted values.
+    /// repeated verifies only slice one shared buffer six times.
     pub fn write_cached(&self, identity: &Identity, cache: &HeaderCache, out: &mut HeaderMap) {
-        match cache.0.get() {
-            Some(cached) if cached.0 == self.separator => self.insert(&cached.1, out),
-            Some(_) => self.write(identity, out),
-            None => self.insert(&cache.0.get_or_init(|| Box::new((self.separator.clone(), self.values(identity)))).1, out),
+        let cached = cache.0.get_or_init(|| Box::new(Cached::new(&self.separator, &self.values(identity))));
+        if cached.separator() != self.separator.as_bytes() {
+            // The separator was changed by a reload after this was made.
+            return self.write(identity, out);
+        }
+        for (i, name) in self.names().into_iter().enumerate() {
+            out.insert(name.clone(), cached.value(i));
         }
     }
 
@@ -119,7 +122,39 @@ impl IdentityHeaders {
 /// separator they were joined with. Never stored, only kept in memory;
 /// boxed, so a session not yet used costs one pointer for it.
 #[derive(Clone, Debug, Default)]
-pub struct HeaderCache(std::sync::OnceLock<Box<(String, [HeaderValue; 6])>>);
+pub struct HeaderCache(std::sync::OnceLock<Box<Cached>>);
+
+/// The separator and the six values back to back in one shared buffer
+/// (six `HeaderValue`s would take 240 bytes and an allocation each).
+#[derive(Clone, Debug)]
+pub struct Cached {
+    text: bytes::Bytes,
+    /// Where the separator and each value end in `text`.
+    ends: [u32; 7],
+}
+
+impl Cached {
+    fn new(separator: &str, values: &[HeaderValue; 6]) -> Cached {
+        let mut text = Vec::with_capacity(separator.len() + values.iter().map(HeaderValue::len).sum::<usize>());
+        let mut ends = [0u32; 7];
+        for (i, part) in std::iter::once(separator.as_bytes()).chain(values.iter().map(HeaderValue::as_bytes)).enumerate() {
+            text.extend_from_slice(part);
+            // Six values of at most 4 KiB each, and a separator from the config.
+            ends[i] = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        }
+        Cached { text: text.into(), ends }
+    }
+
+    fn separator(&self) -> &[u8] {
+        &self.text[..self.ends[0] as usize]
+    }
+
+    fn value(&self, i: usize) -> HeaderValue {
+        let part = self.text.slice(self.ends[i] as usize..self.ends[i + 1] as usize);
+        // Each part was a HeaderValue, so it is one again.
+        HeaderValue::from_maybe_shared(part).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
 
 /// Extra headers for the upstream per mapped user (`[upstream_headers.USER]`),
 /// read once at start from files or the environment.
@@ -219,5 +254,36 @@ mod tests {
         assert_eq!(map["remote-groups"], "a b,c");
         assert_eq!(map["remote-user"], "alice");
         assert_eq!(map["remote-role"], "user");
+    }
+
+    #[test]
+    fn cached_values_are_the_computed_ones_until_the_separator_changes() {
+        let id = Identity::from(crate::identity::IdentityParts {
+            user: "alice".into(),
+            email: Some("alice@example.com".into()),
+            name: Some("Alice Ärger".into()),
+            groups: vec!["a;b".into(), "c".into()],
+            role: "user".into(),
+            subject: "s-1".into(),
+            person: "al".into(),
+            ..Default::default()
+        });
+        let cache = HeaderCache::default();
+        let h = IdentityHeaders::new(&HeaderNames::default()).unwrap();
+        let (mut direct, mut cached) = (HeaderMap::new(), HeaderMap::new());
+        h.write(&id, &mut direct);
+        h.write_cached(&id, &cache, &mut cached);
+        assert_eq!(cached, direct);
+        assert_eq!(cached["remote-groups"], "a;b,c");
+        assert_eq!(cached["remote-name"], "Alice Ärger");
+        let mut again = HeaderMap::new();
+        h.write_cached(&id, &cache, &mut again);
+        assert_eq!(again, direct);
+
+        // A reload changed the separator: the cache made with "," is not used.
+        let semi = IdentityHeaders::new(&HeaderNames { groups_separator: ";".into(), ..HeaderNames::default() }).unwrap();
+        let mut reloaded = HeaderMap::new();
+        semi.write_cached(&id, &cache, &mut reloaded);
+        assert_eq!(reloaded["remote-groups"], "a b;c");
     }
 }
