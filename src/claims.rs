@@ -24,45 +24,33 @@ pub type Claims = Map<String, Value>;
 
 /// Claims kept with a session: their JSON text, read back only when an
 /// expression or an explanation asks (most verifies never do), so a
-/// session holds one string rather than a tree of maps. Stored in Redis as
-/// the JSON object itself.
-#[derive(Clone, Serialize, Deserialize)]
+/// session holds one string rather than a tree of maps; or nothing, when
+/// nothing reads them. Stored in Redis as the JSON object itself (`null`
+/// for nothing).
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct StoredClaims(Box<serde_json::value::RawValue>);
+pub struct StoredClaims(Option<Box<serde_json::value::RawValue>>);
 
 impl StoredClaims {
     pub fn new(claims: &Claims) -> StoredClaims {
-        // A map with string keys always serializes; `{}` keeps this total.
-        StoredClaims(serde_json::value::to_raw_value(claims).unwrap_or_else(|_| empty_object()))
+        // A map with string keys always serializes; an error keeps nothing.
+        StoredClaims(serde_json::value::to_raw_value(claims).ok())
     }
 
-    /// What a session keeps: all of `claims` when `all`, else only who the
-    /// person is to the provider (`iss`, `sub`, `sid`: what a refresh
-    /// without a new ID token stands on). Claims nothing reads are not kept.
+    /// What a session keeps: all of `claims` when `all`, else nothing.
+    /// Who the person is to the provider (`iss`, `sub`, `sid`: what a
+    /// refresh without a new ID token stands on) is known without them:
+    /// the provider's issuer, the identity's subject, the session's `sid`.
     pub fn keep(claims: &Claims, all: bool) -> StoredClaims {
-        if all {
-            return StoredClaims::new(claims);
-        }
-        let kept: Claims =
-            ["iss", "sub", "sid"].iter().filter_map(|k| claims.get(*k).map(|v| (k.to_string(), v.clone()))).collect();
-        StoredClaims::new(&kept)
+        if all { StoredClaims::new(claims) } else { StoredClaims(None) }
     }
 
-    /// The claims; an unreadable text (never written by portcullis) reads
-    /// as no claims, so expressions that need one fail closed.
+    /// The claims; none kept, or an unreadable text (never written by
+    /// portcullis), reads as no claims, so expressions that need one fail
+    /// closed.
     pub fn read(&self) -> Claims {
-        serde_json::from_str(self.0.get()).unwrap_or_default()
+        self.0.as_ref().and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
     }
-}
-
-impl Default for StoredClaims {
-    fn default() -> StoredClaims {
-        StoredClaims(empty_object())
-    }
-}
-
-fn empty_object() -> Box<serde_json::value::RawValue> {
-    serde_json::value::RawValue::from_string("{}".to_string()).expect("{} is JSON")
 }
 
 /// Claims that describe the token, not the person: only the verified ID

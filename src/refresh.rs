@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::claims::StoredClaims;
+use crate::claims::{Claims, StoredClaims};
 use crate::config::SessionConfig;
 use crate::identity::Mapper;
 use crate::oidc::{Oidc, OidcError};
@@ -85,6 +85,24 @@ impl Upkeep<'_> {
         self.config.refresh_interval.is_some_and(|every| now >= s.refreshed_at + every.as_secs())
     }
 
+    /// Who the person is to the provider (`iss`, `sub`, `sid`, ...), for a
+    /// refresh that brought no new ID token: from the claims the session
+    /// kept, or, when it kept none, from the provider's issuer, the
+    /// identity's subject and the session's `sid`.
+    fn protocol_claims(&self, session: &Session) -> Claims {
+        let kept = crate::claims::protocol_claims(&session.claims.read());
+        if kept.contains_key("sub") {
+            return kept;
+        }
+        let mut claims = Claims::new();
+        claims.insert("iss".into(), self.oidc.issuer().into());
+        claims.insert("sub".into(), session.identity.subject().into());
+        if let Some(sid) = &session.sid {
+            claims.insert("sid".into(), sid.as_ref().into());
+        }
+        claims
+    }
+
     async fn refresh(&self, key: &StoreKey, session: Arc<Session>) -> Result<Option<Arc<Session>>, StoreError> {
         // Another instance may have refreshed between our read and our claim.
         let Some(current) = self.store.get(key).await? else { return Ok(None) };
@@ -109,7 +127,7 @@ impl Upkeep<'_> {
         } else {
             // Merged exactly as at login; without a new ID token, the
             // session's protocol claims (`sub`, `iss`, ...) stand in for it.
-            let id = refreshed.id_claims.clone().unwrap_or_else(|| crate::claims::protocol_claims(&session.claims.read()));
+            let id = refreshed.id_claims.clone().unwrap_or_else(|| self.protocol_claims(&session));
             // Group memberships are looked up again too (Graph's cache
             // applies), so a removal from a group takes effect here.
             let (claims, identity) = self

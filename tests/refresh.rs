@@ -80,6 +80,36 @@ async fn groups_changed_at_the_provider_apply_after_refresh() {
     assert_eq!(r.headers()["remote-role"], "admin");
 }
 
+/// Some providers answer a refresh without an ID token. The identity is
+/// then mapped from userinfo over who the person is to the provider (`iss`,
+/// `sub`), which a session that keeps no claims (the default) knows from
+/// the provider's issuer and its own subject.
+#[tokio::test]
+async fn a_refresh_without_an_id_token_maps_the_same_person_again() {
+    let idp = Idp::start().await;
+    idp.set_expires_in(2);
+    idp.refresh_without_id_token();
+    idp.set_user(json!({"sub": "u-erin", "preferred_username": "erin", "groups": ["staff"]}));
+    let rule = format!("[[identity.rules]]\nexpr = \"claims.iss == '{}' && claims.sub == 'u-erin'\"\nuser = \"erin-at-home\"\n", idp.issuer);
+    let svc = Service::start(&format!("{}\n{rule}", local_toml(&idp))).await;
+    svc.wait_ready().await;
+    let client = browser();
+    let home = format!("{}/", svc.url);
+    login(&client, &svc.url, &home).await;
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!(r.headers()["remote-user"], "erin-at-home");
+    assert_eq!(r.headers()["remote-groups"], "staff");
+    idp.set_user(json!({"sub": "u-erin", "preferred_username": "erin", "groups": ["staff", "admins"]}));
+    until_due().await;
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!(r.status(), 200, "{}", svc.logs());
+    assert_eq!(idp.refresh_count().await, 1);
+    assert!(svc.wait_for_log("session_refreshed", Duration::from_secs(2)).await, "{}", svc.logs());
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!(r.headers()["remote-groups"], "staff,admins", "userinfo was read");
+    assert_eq!(r.headers()["remote-user"], "erin-at-home", "the rule still sees iss and sub");
+}
+
 #[tokio::test]
 async fn nothing_is_refreshed_before_the_access_token_nears_expiry() {
     let idp = Idp::start().await;

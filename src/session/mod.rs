@@ -97,10 +97,11 @@ impl fmt::Debug for StoreKey {
 pub struct Session {
     pub identity: Identity,
     /// The merged claims, for policy expressions evaluated per request;
-    /// only `iss`, `sub` and `sid` when `claims_partial`.
+    /// none when `claims_partial`.
     pub claims: StoredClaims,
     /// Made when no policy expression read claims (and `debug_explain`
-    /// was off), so `claims` holds only `iss`, `sub` and `sid`.
+    /// was off), so `claims` holds none (sessions stored by earlier
+    /// versions: only `iss`, `sub` and `sid`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub claims_partial: bool,
     /// The ID token, for the provider's logout, when it was too large for

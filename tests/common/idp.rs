@@ -114,6 +114,7 @@ struct State {
     counter: u64,
     expires_in: u64,
     refuse_refresh: bool,
+    refresh_without_id_token: bool,
     token_delay: std::time::Duration,
     issued: Vec<Issued>,
 }
@@ -206,6 +207,12 @@ impl Idp {
     /// was disabled, or the refresh token revoked).
     pub fn refuse_refresh(&self) {
         self.state.lock().unwrap().refuse_refresh = true;
+    }
+
+    /// Makes every refresh from now on answer without an ID token (as
+    /// some providers do; the ID token is optional on a refresh).
+    pub fn refresh_without_id_token(&self) {
+        self.state.lock().unwrap().refresh_without_id_token = true;
     }
 
     /// How many refresh-token grants the token endpoint received.
@@ -382,7 +389,7 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
         return token_error(401, "invalid_client");
     }
     let mut s = state.lock().unwrap();
-    let (claims, nonce) = match f.get("grant_type").map(String::as_str) {
+    let (claims, nonce, no_id_token) = match f.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             let Some(pending) = f.get("code").and_then(|c| s.codes.remove(c)) else {
                 return token_error(400, "invalid_grant");
@@ -395,7 +402,7 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
             if pending.challenge.as_deref() != Some(computed.as_str()) {
                 return token_error(400, "invalid_grant");
             }
-            (pending.claims, pending.nonce)
+            (pending.claims, pending.nonce, false)
         }
         Some("refresh_token") => {
             if s.refuse_refresh {
@@ -406,7 +413,7 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
             };
             // A refresh reflects the user as the provider knows them now.
             let current = if s.user.get("sub") == claims.get("sub") { s.user.clone() } else { claims };
-            (current, None)
+            (current, None, s.refresh_without_id_token)
         }
         _ => return token_error(400, "unsupported_grant_type"),
     };
@@ -458,13 +465,17 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
         access_token: access_token.clone(),
         refresh_token: refresh_token.clone(),
     });
-    ResponseTemplate::new(200).set_delay(s.token_delay).set_body_json(json!({
+    let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": s.expires_in,
         "refresh_token": refresh_token,
         "id_token": id_token,
-    }))
+    });
+    if no_id_token {
+        body.as_object_mut().unwrap().remove("id_token");
+    }
+    ResponseTemplate::new(200).set_delay(s.token_delay).set_body_json(body)
 }
 
 impl Idp {
