@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use portcullis::claims::StoredClaims;
 use portcullis::identity::IdentityParts;
 use portcullis::session::memory::MemoryStore;
-use portcullis::session::{Index, Session, SessionId, SessionStore};
+use portcullis::config::HeaderNames;
+use portcullis::headers::IdentityHeaders;
+use portcullis::session::{Index, Session, SessionId, SessionStore, StoreKey};
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -71,12 +73,13 @@ fn session(i: usize) -> Session {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let keys: Vec<StoreKey> = (0..n).map(|_| SessionId::generate().store_key()).collect();
     let start = LIVE.load(Ordering::Relaxed);
     let sessions: Vec<Session> = (0..n).map(session).collect();
     let alone = LIVE.load(Ordering::Relaxed) - start - (n * std::mem::size_of::<Session>()) as isize;
     let store = MemoryStore::new(2 * n as u64);
-    for s in sessions {
-        store.put(&SessionId::generate().store_key(), Arc::new(s), Duration::from_secs(3600)).await.unwrap();
+    for (s, key) in sessions.into_iter().zip(&keys) {
+        store.put(key, Arc::new(s), Duration::from_secs(3600)).await.unwrap();
     }
     store.len();
     let total = LIVE.load(Ordering::Relaxed) - start;
@@ -84,6 +87,17 @@ async fn main() {
     println!("{n} sessions in the memory store: {} bytes each", per(total));
     println!("  the session itself: {} (struct {}, its strings {})", per(alone) + std::mem::size_of::<Session>() as isize, std::mem::size_of::<Session>(), per(alone));
     println!("  the store's bookkeeping (key, entry, Arc): {}", per(total - alone) - std::mem::size_of::<Session>() as isize);
+    // A verify computes the identity headers once and keeps them with the
+    // session in memory.
+    let headers = IdentityHeaders::new(&HeaderNames::default()).unwrap();
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut out = hyper::HeaderMap::new();
+    for key in &keys {
+        let s = store.get(key).await.unwrap().unwrap();
+        headers.write_cached(&s.identity, &s.headers, &mut out);
+    }
+    drop(out);
+    println!("  once verified, its identity headers: {} more", per(LIVE.load(Ordering::Relaxed) - before));
     let t = Instant::now();
     let found = store.find(&Index::Sid("not-there".into())).await.unwrap().len();
     println!("finding sessions by sid (back-channel logout) looks through all: {found} found in {:?}", t.elapsed());

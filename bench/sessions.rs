@@ -5,11 +5,12 @@
 //! bench-sessions idp ISSUER_FILE SECONDS
 //!     Serves a mock provider on 127.0.0.1 (the test suite's), writes its
 //!     issuer URL to ISSUER_FILE, and exits after SECONDS.
-//! bench-sessions login PORTCULLIS_URL COUNT OUT_FILE [--logout]
+//! bench-sessions login PORTCULLIS_URL COUNT OUT_FILE [--logout] [--verify]
 //!                [--tampered FILE] [--store-keys FILE --key BASE64]
 //!     Signs in COUNT times (each a new browser) and writes one session
 //!     cookie value per line. --logout signs each out again (its session is
-//!     deleted). --tampered writes altered copies of the cookies, and
+//!     deleted). --verify has each session verified once (/auth/nginx must
+//!     answer 200), as a session in use is. --tampered writes altered copies of the cookies, and
 //!     cookies sealed with another key. --store-keys writes the Redis key of
 //!     each session (needs the cookie key), so the caller can expire them.
 //! ```
@@ -30,7 +31,7 @@ use reqwest::StatusCode;
 const SESSION_COOKIE: &str = "_portcullis";
 const REDIS_PREFIX: &str = "portcullis:session:";
 const USAGE: &str = "usage: bench-sessions idp ISSUER_FILE SECONDS\n       \
-    bench-sessions login PORTCULLIS_URL COUNT OUT_FILE [--logout] [--tampered FILE] [--store-keys FILE --key BASE64]";
+    bench-sessions login PORTCULLIS_URL COUNT OUT_FILE [--logout] [--verify] [--tampered FILE] [--store-keys FILE --key BASE64]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -64,6 +65,7 @@ struct LoginArgs {
     count: usize,
     out: String,
     logout: bool,
+    verify: bool,
     tampered: Option<String>,
     store_keys: Option<String>,
     key: Option<[u8; 32]>,
@@ -75,6 +77,7 @@ fn parse_login(args: &[String]) -> Result<LoginArgs, String> {
         count: args[1].parse().map_err(|_| format!("COUNT: not a number: {}", args[1]))?,
         out: args[2].clone(),
         logout: false,
+        verify: false,
         tampered: None,
         store_keys: None,
         key: None,
@@ -84,6 +87,7 @@ fn parse_login(args: &[String]) -> Result<LoginArgs, String> {
         let mut value = || rest.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--logout" => parsed.logout = true,
+            "--verify" => parsed.verify = true,
             "--tampered" => parsed.tampered = Some(value()?),
             "--store-keys" => parsed.store_keys = Some(value()?),
             "--key" => {
@@ -143,9 +147,20 @@ async fn login_many(args: &[String]) -> Result<(), String> {
         let mut set = tokio::task::JoinSet::new();
         for _ in chunk_start..(chunk_start + 8).min(a.count) {
             let base = a.base.clone();
-            let logout = a.logout;
+            let (logout, verify) = (a.logout, a.verify);
             set.spawn(async move {
                 let (cookie, client) = login_once(&base).await?;
+                if verify {
+                    let r = client
+                        .get(format!("{base}/auth/nginx"))
+                        .header("x-original-url", format!("{base}/"))
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if r.status() != StatusCode::OK {
+                        return Err(format!("verify failed: {}", r.status()));
+                    }
+                }
                 if logout {
                     let r = client.get(format!("{base}/oauth2/logout")).send().await.map_err(|e| e.to_string())?;
                     if r.status() != StatusCode::FOUND && r.status() != StatusCode::OK {
