@@ -75,84 +75,31 @@ impl IdentityHeaders {
         [&self.user, &self.email, &self.name, &self.groups, &self.role, &self.subject]
     }
 
-    /// Writes the identity headers for `identity` into `out`.
+    /// Writes the identity headers for `identity` into `out`. Computed on
+    /// each verify: a value that needs no cleaning (nearly all of them) is
+    /// one small copy, which costs less than keeping the values with every
+    /// session in memory would.
     pub fn write(&self, identity: &Identity, out: &mut HeaderMap) {
-        self.insert(&self.values(identity), out);
-    }
-
-    /// As [`IdentityHeaders::write`], computing the values once per
-    /// session: `cache` lives as long as the session does in memory, so
-    /// repeated verifies only slice one shared buffer six times.
-    pub fn write_cached(&self, identity: &Identity, cache: &HeaderCache, out: &mut HeaderMap) {
-        let cached = cache.0.get_or_init(|| Box::new(Cached::new(&self.separator, &self.values(identity))));
-        if cached.separator() != self.separator.as_bytes() {
-            // The separator was changed by a reload after this was made.
-            return self.write(identity, out);
-        }
-        for (i, name) in self.names().into_iter().enumerate() {
-            out.insert(name.clone(), cached.value(i));
-        }
-    }
-
-    fn values(&self, identity: &Identity) -> [HeaderValue; 6] {
-        let groups = identity
-            .header_groups()
-            .unwrap_or_else(|| identity.groups())
-            .map(|g| g.replace(self.separator.as_str(), " "))
-            .collect::<Vec<_>>()
-            .join(&self.separator);
-        [
-            sanitize(identity.user()),
-            sanitize(identity.email().unwrap_or("")),
-            sanitize(identity.name().unwrap_or("")),
-            sanitize(&groups),
-            sanitize(identity.role()),
-            sanitize(identity.person()),
-        ]
-    }
-
-    fn insert(&self, values: &[HeaderValue; 6], out: &mut HeaderMap) {
-        for (name, value) in self.names().into_iter().zip(values) {
-            out.insert(name.clone(), value.clone());
-        }
+        let groups = identity.header_groups().unwrap_or_else(|| identity.groups());
+        let groups = match groups.len() {
+            0 => HeaderValue::from_static(""),
+            _ => value(&groups.map(|g| g.replace(self.separator.as_str(), " ")).collect::<Vec<_>>().join(&self.separator)),
+        };
+        out.insert(self.user.clone(), value(identity.user()));
+        out.insert(self.email.clone(), value(identity.email().unwrap_or("")));
+        out.insert(self.name.clone(), value(identity.name().unwrap_or("")));
+        out.insert(self.groups.clone(), groups);
+        out.insert(self.role.clone(), value(identity.role()));
+        out.insert(self.subject.clone(), value(identity.person()));
     }
 }
 
-/// Identity header values computed for one session, with the groups
-/// separator they were joined with. Never stored, only kept in memory;
-/// boxed, so a session not yet used costs one pointer for it.
-#[derive(Clone, Debug, Default)]
-pub struct HeaderCache(std::sync::OnceLock<Box<Cached>>);
-
-/// The separator and the six values back to back in one shared buffer
-/// (six `HeaderValue`s would take 240 bytes and an allocation each).
-#[derive(Clone, Debug)]
-pub struct Cached {
-    text: bytes::Bytes,
-    /// Where the separator and each value end in `text`.
-    ends: [u32; 7],
-}
-
-impl Cached {
-    fn new(separator: &str, values: &[HeaderValue; 6]) -> Cached {
-        let mut text = Vec::with_capacity(separator.len() + values.iter().map(HeaderValue::len).sum::<usize>());
-        let mut ends = [0u32; 7];
-        for (i, part) in std::iter::once(separator.as_bytes()).chain(values.iter().map(HeaderValue::as_bytes)).enumerate() {
-            text.extend_from_slice(part);
-            // Six values of at most 4 KiB each, and a separator from the config.
-            ends[i] = u32::try_from(text.len()).unwrap_or(u32::MAX);
-        }
-        Cached { text: text.into(), ends }
-    }
-
-    fn separator(&self) -> &[u8] {
-        &self.text[..self.ends[0] as usize]
-    }
-
-    fn value(&self, i: usize) -> HeaderValue {
-        let part = self.text.slice(self.ends[i] as usize..self.ends[i + 1] as usize);
-        // Each part was a HeaderValue, so it is one again.
-        HeaderValue::from_maybe_shared(part).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// [`sanitize`], without its work when `text` would come out unchanged.
+fn value(text: &str) -> HeaderValue {
+    let unchanged = text.len() <= MAX_VALUE_LEN && text.trim().len() == text.len() && !text.chars().any(char::is_control);
+    match unchanged.then(|| HeaderValue::from_str(text).ok()).flatten() {
+        Some(v) => v,
+        None => sanitize(text),
     }
 }
 
@@ -257,33 +204,10 @@ mod tests {
     }
 
     #[test]
-    fn cached_values_are_the_computed_ones_until_the_separator_changes() {
-        let id = Identity::from(crate::identity::IdentityParts {
-            user: "alice".into(),
-            email: Some("alice@example.com".into()),
-            name: Some("Alice Ärger".into()),
-            groups: vec!["a;b".into(), "c".into()],
-            role: "user".into(),
-            subject: "s-1".into(),
-            person: "al".into(),
-            ..Default::default()
-        });
-        let cache = HeaderCache::default();
-        let h = IdentityHeaders::new(&HeaderNames::default()).unwrap();
-        let (mut direct, mut cached) = (HeaderMap::new(), HeaderMap::new());
-        h.write(&id, &mut direct);
-        h.write_cached(&id, &cache, &mut cached);
-        assert_eq!(cached, direct);
-        assert_eq!(cached["remote-groups"], "a;b,c");
-        assert_eq!(cached["remote-name"], "Alice Ärger");
-        let mut again = HeaderMap::new();
-        h.write_cached(&id, &cache, &mut again);
-        assert_eq!(again, direct);
-
-        // A reload changed the separator: the cache made with "," is not used.
-        let semi = IdentityHeaders::new(&HeaderNames { groups_separator: ";".into(), ..HeaderNames::default() }).unwrap();
-        let mut reloaded = HeaderMap::new();
-        semi.write_cached(&id, &cache, &mut reloaded);
-        assert_eq!(reloaded["remote-groups"], "a b;c");
+    fn a_value_is_taken_as_it_is_only_when_cleaning_would_not_change_it() {
+        let long = "é".repeat(MAX_VALUE_LEN);
+        for text in ["alice", "José", "", " lead", "trail ", "\u{a0}nbsp", "tab\there", "c1\u{85}", "nul\0", "a\r\nb", &long] {
+            assert_eq!(value(text), sanitize(text), "{text:?}");
+        }
     }
 }

@@ -159,7 +159,6 @@ impl Upkeep<'_> {
             expires_at: session.expires_at,
             last_seen: now,
             refreshed_at: now,
-            headers: Default::default(),
         };
         let Some(ttl) = updated.remaining() else { return Ok(None) };
         let reindex = updated.indexes() != session.indexes();

@@ -365,7 +365,7 @@ async fn verify_inner(
     match rules.policy.decide_matched(matched, &info, &session.identity, &session.claims) {
         Decision::Allow { .. } => {
             let mut response = text(StatusCode::OK, "");
-            rules.headers.write_cached(&session.identity, &session.headers, response.headers_mut());
+            rules.headers.write(&session.identity, response.headers_mut());
             rules.upstream.write(&session.identity.user(), response.headers_mut());
             if loaded.stale_key {
                 // Sealed with an older key: seal it again with the current one.
@@ -598,7 +598,6 @@ async fn callback_inner(
         last_seen: now,
         refreshed_at: now,
         identity,
-        headers: Default::default(),
     };
     let user = session.identity.user().to_string();
     let subject = session.identity.subject().to_string();

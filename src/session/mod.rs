@@ -122,9 +122,6 @@ pub struct Session {
     /// When tokens and identity were last renewed (the login counts).
     #[serde(default)]
     pub refreshed_at: u64,
-    /// The identity headers, computed on first use (not stored).
-    #[serde(skip)]
-    pub headers: crate::headers::HeaderCache,
 }
 
 impl Session {
@@ -182,7 +179,6 @@ pub(crate) fn test_session(user: &str) -> Session {
         expires_at: u64::MAX,
         last_seen: 0,
         refreshed_at: 0,
-        headers: Default::default(),
     }
 }
 
