@@ -64,11 +64,8 @@ async fn groups_changed_at_the_provider_apply_after_refresh() {
     let idp = Idp::start().await;
     idp.set_expires_in(2);
     idp.set_user(json!({"sub": "u-dave", "preferred_username": "dave", "groups": ["staff"]}));
-    let svc = Service::start(&format!("{}\n[[role_map]]\ngroup = \"admins\"\nrole = \"admin\"\n", local_toml(&idp))).await;
-    svc.wait_ready().await;
-    let client = browser();
-    let home = format!("{}/", svc.url);
-    login(&client, &svc.url, &home).await;
+    let (svc, client, home) =
+        common::signed_in_with(&format!("{}\n[[role_map]]\ngroup = \"admins\"\nrole = \"admin\"\n", local_toml(&idp))).await;
     let r = verify(&client, &svc.url, &home).await;
     assert_eq!(r.headers()["remote-groups"], "staff");
     assert_eq!(r.headers()["remote-role"], "guest");
@@ -91,11 +88,7 @@ async fn a_refresh_without_an_id_token_maps_the_same_person_again() {
     idp.refresh_without_id_token();
     idp.set_user(json!({"sub": "u-erin", "preferred_username": "erin", "groups": ["staff"]}));
     let rule = format!("[[identity.rules]]\nexpr = \"claims.iss == '{}' && claims.sub == 'u-erin'\"\nuser = \"erin-at-home\"\n", idp.issuer);
-    let svc = Service::start(&format!("{}\n{rule}", local_toml(&idp))).await;
-    svc.wait_ready().await;
-    let client = browser();
-    let home = format!("{}/", svc.url);
-    login(&client, &svc.url, &home).await;
+    let (svc, client, home) = common::signed_in_with(&format!("{}\n{rule}", local_toml(&idp))).await;
     let r = verify(&client, &svc.url, &home).await;
     assert_eq!(r.headers()["remote-user"], "erin-at-home");
     assert_eq!(r.headers()["remote-groups"], "staff");
