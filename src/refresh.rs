@@ -110,8 +110,8 @@ impl Upkeep<'_> {
             return Ok(Some(current));
         }
         let refresh_token = session.refresh_token.clone().unwrap_or_default();
-        let user = &session.identity.user();
-        let subject = &session.identity.subject();
+        let user = session.identity.user();
+        let subject = session.identity.subject();
         let refreshed = match self.oidc.refresh(&refresh_token, subject).await {
             Ok(r) => r,
             Err(e @ (OidcError::Unreachable(_) | OidcError::NotReady(_))) => {

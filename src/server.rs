@@ -366,7 +366,7 @@ async fn verify_inner(
         Decision::Allow { .. } => {
             let mut response = text(StatusCode::OK, "");
             rules.headers.write(&session.identity, response.headers_mut());
-            rules.upstream.write(&session.identity.user(), response.headers_mut());
+            rules.upstream.write(session.identity.user(), response.headers_mut());
             if loaded.stale_key {
                 // Sealed with an older key: seal it again with the current one.
                 add_cookie(&mut response, &session_cookie(app, &app.sealer.seal(Purpose::Session, loaded.id.as_bytes())));
