@@ -96,7 +96,15 @@ impl IdentityHeaders {
 
 /// [`sanitize`], without its work when `text` would come out unchanged.
 fn value(text: &str) -> HeaderValue {
-    let unchanged = text.len() <= MAX_VALUE_LEN && text.trim().len() == text.len() && !text.chars().any(char::is_control);
+    let b = text.as_bytes();
+    // Visible ASCII with spaces only inside: nearly every value, checked
+    // byte by byte; anything else takes the general check.
+    let ascii = b.len() <= MAX_VALUE_LEN
+        && b.first() != Some(&b' ')
+        && b.last() != Some(&b' ')
+        && b.iter().all(|c| (b' '..=b'~').contains(c));
+    let unchanged = ascii
+        || text.len() <= MAX_VALUE_LEN && text.trim().len() == text.len() && !text.chars().any(char::is_control);
     match unchanged.then(|| HeaderValue::from_str(text).ok()).flatten() {
         Some(v) => v,
         None => sanitize(text),
@@ -206,7 +214,8 @@ mod tests {
     #[test]
     fn a_value_is_taken_as_it_is_only_when_cleaning_would_not_change_it() {
         let long = "é".repeat(MAX_VALUE_LEN);
-        for text in ["alice", "José", "", " lead", "trail ", "\u{a0}nbsp", "tab\there", "c1\u{85}", "nul\0", "a\r\nb", &long] {
+        let ascii = "a".repeat(MAX_VALUE_LEN + 1);
+        for text in ["alice", "José", "", " ", " lead", "trail ", "\u{a0}nbsp", "tab\there", "c1\u{85}", "nul\0", "del\x7f", "a\r\nb", &long, &ascii] {
             assert_eq!(value(text), sanitize(text), "{text:?}");
         }
     }

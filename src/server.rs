@@ -365,6 +365,8 @@ async fn verify_inner(
     match rules.policy.decide_matched(matched, &info, &session.identity, &session.claims) {
         Decision::Allow { .. } => {
             let mut response = text(StatusCode::OK, "");
+            // Room for the identity headers and Cache-Control at once.
+            response.headers_mut().reserve(8);
             rules.headers.write(&session.identity, response.headers_mut());
             rules.upstream.write(session.identity.user(), response.headers_mut());
             if loaded.stale_key {
