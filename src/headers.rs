@@ -80,22 +80,54 @@ impl IdentityHeaders {
     /// one small copy, which costs less than keeping the values with every
     /// session in memory would.
     pub fn write(&self, identity: &Identity, out: &mut HeaderMap) {
-        let groups = identity.header_groups().unwrap_or_else(|| identity.groups());
-        let groups = match groups.len() {
-            0 => HeaderValue::from_static(""),
-            _ => value(&groups.map(|g| g.replace(self.separator.as_str(), " ")).collect::<Vec<_>>().join(&self.separator)),
-        };
         out.insert(self.user.clone(), value(identity.user()));
         out.insert(self.email.clone(), value(identity.email().unwrap_or("")));
         out.insert(self.name.clone(), value(identity.name().unwrap_or("")));
-        out.insert(self.groups.clone(), groups);
+        out.insert(self.groups.clone(), self.groups_value(identity));
         out.insert(self.role.clone(), value(identity.role()));
         out.insert(self.subject.clone(), value(identity.person()));
+    }
+
+    /// The groups joined with the separator (a separator inside a name
+    /// becomes a space), built in one buffer that becomes the header value
+    /// itself: one allocation however many groups there are.
+    fn groups_value(&self, identity: &Identity) -> HeaderValue {
+        let groups = identity.header_groups().unwrap_or_else(|| identity.groups());
+        if groups.len() == 0 {
+            return HeaderValue::from_static("");
+        }
+        // The separator is never empty (checked at start).
+        let sep = self.separator.as_str();
+        let mut joined = String::with_capacity(groups.clone().map(|g| g.len() + sep.len()).sum());
+        for (i, g) in groups.enumerate() {
+            if i > 0 {
+                joined.push_str(sep);
+            }
+            if g.contains(sep) {
+                joined.push_str(&g.replace(sep, " "));
+            } else {
+                joined.push_str(g);
+            }
+        }
+        if unchanged(&joined) {
+            // Text sanitize leaves as it is is always a valid value.
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).unwrap_or_else(|_| HeaderValue::from_static(""))
+        } else {
+            sanitize(&joined)
+        }
     }
 }
 
 /// [`sanitize`], without its work when `text` would come out unchanged.
 fn value(text: &str) -> HeaderValue {
+    match unchanged(text).then(|| HeaderValue::from_str(text).ok()).flatten() {
+        Some(v) => v,
+        None => sanitize(text),
+    }
+}
+
+/// Whether [`sanitize`] would give `text` back as it is.
+fn unchanged(text: &str) -> bool {
     let b = text.as_bytes();
     // Visible ASCII with spaces only inside: nearly every value, checked
     // byte by byte; anything else takes the general check.
@@ -103,12 +135,7 @@ fn value(text: &str) -> HeaderValue {
         && b.first() != Some(&b' ')
         && b.last() != Some(&b' ')
         && b.iter().all(|c| (b' '..=b'~').contains(c));
-    let unchanged = ascii
-        || text.len() <= MAX_VALUE_LEN && text.trim().len() == text.len() && !text.chars().any(char::is_control);
-    match unchanged.then(|| HeaderValue::from_str(text).ok()).flatten() {
-        Some(v) => v,
-        None => sanitize(text),
-    }
+    ascii || text.len() <= MAX_VALUE_LEN && text.trim().len() == text.len() && !text.chars().any(char::is_control)
 }
 
 /// Extra headers for the upstream per mapped user (`[upstream_headers.USER]`),
@@ -217,6 +244,24 @@ mod tests {
         let ascii = "a".repeat(MAX_VALUE_LEN + 1);
         for text in ["alice", "José", "", " ", " lead", "trail ", "\u{a0}nbsp", "tab\there", "c1\u{85}", "nul\0", "del\x7f", "a\r\nb", &long, &ascii] {
             assert_eq!(value(text), sanitize(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_groups_value_is_the_cleaned_join_of_the_names() {
+        let long = "g".repeat(MAX_VALUE_LEN);
+        let lists: [&[&str]; 6] =
+            [&["a,b", "c"], &["/family", "Ünï", " x "], &["tab\tin", "nl\nin"], &[",", ",,"], &[&long, "more"], &["solo"]];
+        for sep in [",", "; "] {
+            let h = IdentityHeaders::new(&HeaderNames { groups_separator: sep.into(), ..HeaderNames::default() }).unwrap();
+            for list in lists {
+                let id = Identity::from(crate::identity::IdentityParts {
+                    groups: list.iter().map(|g| g.to_string()).collect(),
+                    ..Default::default()
+                });
+                let expected = sanitize(&list.iter().map(|g| g.replace(sep, " ")).collect::<Vec<_>>().join(sep));
+                assert_eq!(h.groups_value(&id), expected, "{list:?} with {sep:?}");
+            }
         }
     }
 }
