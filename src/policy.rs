@@ -182,12 +182,6 @@ impl Policy {
         Ok(Policy { rules, default: config.default_policy, group_paths: gp, reads_claims })
     }
 
-    /// True when the first rule matching this request is a `bypass`: the
-    /// request needs no session at all.
-    pub fn bypasses(&self, req: &RequestInfo) -> bool {
-        self.matching_rule(req).is_some_and(|(_, a)| a == Action::Bypass)
-    }
-
     /// The index and action of the first rule matching this request.
     pub fn matching_rule(&self, req: &RequestInfo) -> Option<(usize, Action)> {
         if self.rules.is_empty() {
