@@ -32,7 +32,7 @@ pub struct Upkeep<'a> {
     pub store: &'a Arc<dyn SessionStore>,
     pub oidc: &'a Oidc,
     pub mapper: &'a Mapper,
-    /// Keep all claims, not only the protocol claims.
+    /// Keep the claims (else sessions keep none).
     pub keep_claims: bool,
     pub graph: &'a crate::graph::Graph,
     pub config: &'a SessionConfig,

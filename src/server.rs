@@ -80,8 +80,8 @@ pub struct Rules {
     policy: Policy,
     headers: IdentityHeaders,
     upstream: crate::headers::UpstreamHeaders,
-    /// Sessions keep all their claims (a policy expression or
-    /// `debug_explain` reads them), not only the protocol claims.
+    /// Sessions keep their claims (a policy expression or `debug_explain`
+    /// reads them); otherwise they keep none.
     keep_claims: bool,
 }
 
@@ -584,10 +584,11 @@ async fn callback_inner(
     let now = unix_now();
     let ttl = app.config.session.ttl;
     let id = SessionId::generate();
+    let key = id.store_key();
     // The ID token is only needed at logout: the browser keeps it in a
     // sealed cookie sent only to the logout endpoint, so the store does not
     // hold it for the whole session. Too large for a cookie, it is stored.
-    let hint = logout_hint_cookie(app, &id, &result.id_token);
+    let hint = logout_hint_cookie(app, &key, &result.id_token);
     let session = Session {
         sid: claims.get("sid").and_then(|v| v.as_str()).map(Into::into),
         claims: StoredClaims::keep(&claims, rules.keep_claims),
@@ -601,15 +602,21 @@ async fn callback_inner(
         refreshed_at: now,
         identity,
     };
-    let user = session.identity.user().to_string();
-    let subject = session.identity.subject().to_string();
-    let person = session.identity.person().to_string();
-    if let Err(e) = app.store.put(&id.store_key(), Arc::new(session), ttl).await {
+    let session = Arc::new(session);
+    if let Err(e) = app.store.put(&key, session.clone(), ttl).await {
         tracing::error!(event = "login_failed", reason = %e, client_ip, "session could not be stored");
         crate::metrics::get().login("failed", "store");
         return page(req, StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", "Your session could not be saved. Please try again.");
     }
-    tracing::info!(event = "login", user = %user, person = %person, subject = %subject, client_ip, "login succeeded");
+    let identity = &session.identity;
+    tracing::info!(
+        event = "login",
+        user = %identity.user(),
+        person = %identity.person(),
+        subject = %identity.subject(),
+        client_ip,
+        "login succeeded"
+    );
     crate::metrics::get().login("success", "none");
     crate::metrics::get().sessions_created.inc();
     let mut response = redirect(&attempt.rd);
@@ -637,13 +644,13 @@ fn logout_hint_path(app: &App) -> String {
     app.config.endpoint_url("/oauth2/logout").path().to_string()
 }
 
-/// The `Set-Cookie` value carrying `id_token` for the logout of session
-/// `id`, or `None` when it would be too large for a browser to keep. The
-/// sealed value is bound to the session's store key, so a hint from
-/// another session is never sent.
-fn logout_hint_cookie(app: &App, id: &SessionId, id_token: &str) -> Option<String> {
+/// The `Set-Cookie` value carrying `id_token` for the logout of the session
+/// filed under `key`, or `None` when it would be too large for a browser to
+/// keep. The sealed value is bound to that key, so a hint from another
+/// session is never sent.
+fn logout_hint_cookie(app: &App, key: &StoreKey, id_token: &str) -> Option<String> {
     let mut payload = Vec::with_capacity(32 + id_token.len());
-    payload.extend_from_slice(id.store_key().as_bytes());
+    payload.extend_from_slice(key.as_bytes());
     payload.extend_from_slice(id_token.as_bytes());
     let sealed = app.sealer.seal(Purpose::LogoutHint, &payload);
     let s = &app.config.session;
@@ -807,7 +814,7 @@ fn debug_explain(app: &App, req: &Request<Incoming>, session: &Session) -> Respo
     let mut body = identity_json(&session.identity);
     body["explain"] = explanation.to_json(&rules.config);
     if session.claims_partial {
-        body["claims_note"] = "this session kept only its protocol claims (it was made while debug_explain was off): sign in again to see its own".into();
+        body["claims_note"] = "this session kept no claims (it was made while debug_explain was off): sign in again to see its own".into();
     }
     if explanation.mapping.result.as_ref().ok() != Some(&session.identity) {
         body["note"] = "this session was mapped under an earlier configuration; verify uses the session's identity until the next sign-in or token refresh".into();
