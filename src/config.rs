@@ -126,6 +126,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub max_connections: Option<usize>,
     #[serde(default)]
+    pub header_timeout: Option<HumanDuration>,
+    #[serde(default)]
     pub metrics_listen: Option<String>,
     #[serde(default)]
     pub oidc: RawOidc,
@@ -251,6 +253,9 @@ pub struct Config {
     pub debug_explain: bool,
     /// Most client connections served at once.
     pub max_connections: usize,
+    /// How long a client connection may go without sending a whole
+    /// request head (slow senders, idle keep-alive connections).
+    pub header_timeout: Duration,
     /// A separate address for `/metrics`; `None` serves it on `listen`.
     pub metrics_listen: Option<String>,
     pub oidc: OidcConfig,
@@ -404,6 +409,10 @@ impl Config {
         if !(1..=1_000_000).contains(&max_connections) {
             return Err(ConfigError::invalid("max_connections", "must be between 1 and 1000000"));
         }
+        let header_timeout = raw.header_timeout.map_or(Duration::from_secs(10), |d| d.0);
+        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&header_timeout) {
+            return Err(ConfigError::invalid("header_timeout", "must be between 1s and 10m"));
+        }
         let metrics_listen = raw.metrics_listen.map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
         if let Some(m) = &metrics_listen {
             if m.parse::<SocketAddr>().is_err() {
@@ -413,6 +422,7 @@ impl Config {
         let config = Config {
             metrics_listen,
             max_connections,
+            header_timeout,
             listen,
             public_url,
             allowed_redirect_domains: allowed,
@@ -484,6 +494,7 @@ impl Config {
             "log_format": self.log_format,
             "debug_explain": self.debug_explain,
             "max_connections": self.max_connections,
+            "header_timeout": humantime::format_duration(self.header_timeout).to_string(),
             "metrics_listen": self.metrics_listen,
             "oidc": {
                 "issuer": self.oidc.issuer,
@@ -832,6 +843,15 @@ client_secret = "s3cret"
         let toml = format!("{}\n[session]\nttl = \"forever\"\n", base());
         let err = Config::from_toml_str(&toml).unwrap_err().to_string();
         assert!(err.contains("session.ttl") && err.contains("forever"), "{err}");
+    }
+
+    #[test]
+    fn header_timeout_is_bounded() {
+        assert_eq!(Config::from_toml_str(&base()).unwrap().header_timeout, Duration::from_secs(10));
+        for value in ["0s", "11m"] {
+            let err = Config::from_toml_str(&format!("header_timeout = \"{value}\"\n{}", base())).unwrap_err().to_string();
+            assert!(err.contains("`header_timeout`") && err.contains("between 1s and 10m"), "{err}");
+        }
     }
 
     #[test]

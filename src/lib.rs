@@ -9,6 +9,7 @@
 
 pub mod claims;
 pub mod config;
+pub mod deadline;
 pub mod explain;
 pub mod expr;
 pub mod graph;

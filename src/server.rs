@@ -27,6 +27,7 @@ use crate::claims::StoredClaims;
 use crate::config::Config;
 use crate::headers::IdentityHeaders;
 use crate::identity::{Identity, Mapper};
+use crate::deadline::{self, Activity};
 use crate::metrics::Outcome;
 use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
 use crate::policy::{Action, Decision, Policy, RequestInfo};
@@ -37,8 +38,9 @@ use crate::session::{Index, Session, SessionId, SessionStore, StoreError, StoreK
 
 type Body = Full<Bytes>;
 
-/// Longest time a connection may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the metrics listener's connections may take to send request
+/// headers (the main listener's is `header_timeout`).
+const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes of request line and headers read for one request.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 // hyper also refuses more than 100 headers in one request (431).
@@ -220,7 +222,7 @@ async fn serve_metrics(listener: TcpListener) {
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(METRICS_HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
@@ -237,8 +239,14 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_header_size(MAX_HEADER_BYTES);
+        // `header_timeout` is kept by `deadline`, at less cost per request.
+        .header_read_timeout(None)
+        .max_header_size(MAX_HEADER_BYTES)
+        // Otherwise hyper reads ahead while a request is answered, to see
+        // whether the client left; that read needs a fresh 8 KiB buffer
+        // each time, since the request still holds the old one. Answers
+        // are quick, and one to a client that has left is harmless.
+        .half_close(true);
     // At most `max_connections` at once; beyond that, new connections wait
     // in the kernel's backlog.
     let slots = Arc::new(tokio::sync::Semaphore::new(app.config.max_connections));
@@ -259,16 +267,27 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let app = Arc::clone(&app);
-                let service = hyper::service::service_fn(move |req| {
-                    let app = Arc::clone(&app);
-                    async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
-                });
+                let activity = Arc::new(Activity::default());
+                let service = {
+                    let (app, activity) = (Arc::clone(&app), Arc::clone(&activity));
+                    hyper::service::service_fn(move |req| {
+                        let app = Arc::clone(&app);
+                        let in_flight = activity.begin();
+                        async move {
+                            let response = handle(&app, req, peer).await;
+                            drop(in_flight);
+                            Ok::<_, Infallible>(response)
+                        }
+                    })
+                };
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                let period = app.config.header_timeout;
                 tokio::spawn(async move {
                     let _slot = slot;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    match deadline::serve_within(conn, &activity, period).await {
+                        Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+                        Some(Ok(())) => {}
+                        None => tracing::debug!(%peer, "closed a connection that sent no request within header_timeout"),
                     }
                 });
             }
@@ -728,14 +747,17 @@ const JTI_MEMORY: Duration = Duration::from_secs(600);
 /// or `sub`. 200 when the token is valid (even if no session matched), 400
 /// otherwise; nothing is revoked on a 400.
 async fn backchannel_logout(app: &App, req: Request<Incoming>) -> Response<Body> {
-    use http_body_util::BodyExt as _;
+    use http_body_util::{BodyExt as _, Limited};
     let bad = |reason: &str| {
         tracing::info!(event = "backchannel_logout_refused", reason, "back-channel logout refused");
         json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": "invalid_request", "error_description": reason}))
     };
-    let body = match http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return bad("the request body is unreadable or too large"),
+    // A body trickled in slower than headers may be is refused as well.
+    let read = tokio::time::timeout(app.config.header_timeout, Limited::new(req.into_body(), MAX_REQUEST_BODY).collect());
+    let body = match read.await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return bad("the request body is unreadable or too large"),
+        Err(_) => return bad("the request body did not arrive within header_timeout"),
     };
     let Some(token) = url::form_urlencoded::parse(&body).find(|(k, _)| k == "logout_token").map(|(_, v)| v.into_owned())
     else {

@@ -88,6 +88,48 @@ async fn connections_beyond_the_cap_wait_their_turn() {
     drop(hold2);
 }
 
+/// Reads from `s` until the server closes it; how long that took.
+fn time_until_closed(s: &mut TcpStream) -> (Duration, String) {
+    let started = std::time::Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    let closed = s.read_to_end(&mut buf).is_ok();
+    assert!(closed, "still open after 10 s");
+    (started.elapsed(), String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed_after_header_timeout() {
+    let idp = Idp::start().await;
+    let svc = Service::start(&format!("header_timeout = \"1s\"\n{}", local_toml(&idp))).await;
+    let addr = svc.addr.to_string();
+
+    // Half a request head, then nothing more.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /auth/nginx HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let (waited, answer) = time_until_closed(&mut slow);
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(4), "{waited:?}");
+    assert!(!answer.contains("200"), "{answer}");
+
+    // A whole request, answered; the idle keep-alive connection is then closed.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (waited, answer) = time_until_closed(&mut idle);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(4), "{waited:?}");
+
+    // Requests within the timeout keep a connection open.
+    let mut busy = TcpStream::connect(&addr).unwrap();
+    busy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for _ in 0..6 {
+        busy.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = [0u8; 512];
+        let n = busy.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+}
+
 #[tokio::test]
 async fn an_overlong_return_url_is_400() {
     let idp = Idp::start().await;
