@@ -131,6 +131,21 @@ async fn slow_headers_and_idle_connections_are_closed_after_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_back_channel_logout_body_trickled_in_is_refused_after_header_timeout() {
+    let idp = Idp::start().await;
+    let svc = Service::start(&format!("header_timeout = \"1s\"\n{}", local_toml(&idp))).await;
+    let mut s = TcpStream::connect(svc.addr).unwrap();
+    s.write_all(
+        b"POST /oauth2/backchannel-logout HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nlogout_token=",
+    )
+    .unwrap();
+    let (waited, answer) = time_until_closed(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("did not arrive within header_timeout"), "{answer}");
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+}
+
+#[tokio::test]
 async fn an_overlong_return_url_is_400() {
     let idp = Idp::start().await;
     let svc = Service::start(&local_toml(&idp)).await;
