@@ -34,7 +34,7 @@ pub struct Explainer<'a> {
 #[derive(Debug)]
 pub struct Explanation {
     pub mapping: Mapping,
-    pub request: Option<RequestInfo>,
+    pub request: Option<RequestInfo<'static>>,
     /// The first policy rule matching the request.
     pub policy_rule: Option<(usize, Action)>,
     pub allowed: bool,
@@ -47,7 +47,7 @@ pub struct Explanation {
 
 impl Explainer<'_> {
     /// Explains merged `claims`, and the decision for `request` if given.
-    pub fn explain(&self, claims: &Claims, request: Option<&RequestInfo>) -> Explanation {
+    pub fn explain(&self, claims: &Claims, request: Option<&RequestInfo<'static>>) -> Explanation {
         let mapping = self.mapper.explain(claims);
         let mut notes = mapping.notes.clone();
         let policy_rule = request.and_then(|r| self.policy.matching_rule(r));
@@ -199,7 +199,7 @@ fn action_name_default(config: &Config) -> &'static str {
 }
 
 /// The request policy sees for `url` and `method`, as verify builds it.
-pub fn request_info(url: &str, method: &str) -> Result<RequestInfo, String> {
+pub fn request_info(url: &str, method: &str) -> Result<RequestInfo<'static>, String> {
     let parsed = Url::parse(url).map_err(|e| format!("`{url}` is not an absolute URL ({e})"))?;
     if parsed.scheme() != "http" && parsed.scheme() != "https" {
         return Err(format!("`{url}` must be an http or https URL"));
@@ -209,7 +209,7 @@ pub fn request_info(url: &str, method: &str) -> Result<RequestInfo, String> {
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(format!("`{method}` is not an HTTP method"));
     }
-    Ok(RequestInfo { host, path: parsed.path().to_string(), method })
+    Ok(RequestInfo { host: host.into(), path: parsed.path().to_string().into(), method: method.into() })
 }
 
 /// Reads a claims file: either the merged claims as one JSON object, or the

@@ -39,7 +39,7 @@ pub struct Vars<'a> {
     pub user: &'a str,
     pub email: &'a str,
     /// Policy only: the portcullis role, the person's own user name, the request.
-    pub request: Option<(&'a str, &'a str, &'a RequestInfo)>,
+    pub request: Option<(&'a str, &'a str, &'a RequestInfo<'a>)>,
 }
 
 /// A compiled expression and the configuration key it came from.
@@ -113,7 +113,7 @@ impl Expr {
     /// expressions that give something other than true/false.
     fn dry_run(&self, scope: Scope) -> Result<(), ConfigError> {
         let claims = Claims::new();
-        let req = RequestInfo { host: String::new(), path: "/".into(), method: "GET".into() };
+        let req = RequestInfo { host: "".into(), path: "/".into(), method: "GET".into() };
         let vars = Vars {
             claims: &claims,
             groups: &[],

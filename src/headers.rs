@@ -189,6 +189,10 @@ impl UpstreamHeaders {
 
     /// Writes the headers configured for `user`, if any.
     pub fn write(&self, user: &str, out: &mut HeaderMap) {
+        // Most setups have none: skip hashing the user on every verify.
+        if self.by_user.is_empty() {
+            return;
+        }
         if let Some(list) = self.by_user.get(user) {
             for (name, value) in list {
                 out.insert(name.clone(), value.clone());

@@ -16,6 +16,8 @@
 //! percent-encoded unreserved characters are decoded, so `/%61dmin` and
 //! `//admin` cannot slip past a rule for `/admin`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConfigError};
@@ -72,13 +74,15 @@ pub struct PolicyRule {
     pub expr: Option<String>,
 }
 
-/// The parts of the original request that policy looks at.
+/// The parts of the original request that policy looks at: borrowed from
+/// the request on a verify, owned when `explain` builds them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestInfo {
+pub struct RequestInfo<'a> {
     /// Lower-case host without port.
-    pub host: String,
-    pub path: String,
-    pub method: String,
+    pub host: Cow<'a, str>,
+    pub path: Cow<'a, str>,
+    /// Upper-case.
+    pub method: Cow<'a, str>,
 }
 
 /// The outcome for one request.
@@ -187,19 +191,21 @@ impl Policy {
         if self.rules.is_empty() {
             return None;
         }
+        // On every verify: compared without regard to case, not copied.
         let path = normalize_path(&req.path);
-        let host = req.host.to_ascii_lowercase();
-        let method = req.method.to_ascii_uppercase();
+        let host = req.host.as_bytes();
         self.rules
             .iter()
             .position(|r| {
                 r.host.as_ref().is_none_or(|h| match h {
-                    HostPattern::Exact(e) => *e == host,
-                    HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+                    HostPattern::Exact(e) => e.as_bytes().eq_ignore_ascii_case(host),
+                    HostPattern::Suffix(s) => {
+                        host.len() > s.len() && host[host.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+                    }
                 }) && r.path.as_ref().is_none_or(|p| match p {
                     PathPattern::Prefix(prefix) => path_has_prefix(&path, prefix),
                     PathPattern::Glob(g) => glob(g.as_bytes(), path.as_bytes()),
-                }) && (r.methods.is_empty() || r.methods.contains(&method))
+                }) && (r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method)))
             })
             .map(|i| (i, self.rules[i].action))
     }
@@ -338,13 +344,17 @@ fn path_pattern(key: &str, path: &str) -> Result<PathPattern, ConfigError> {
     if path.contains('#') {
         return Err(ConfigError::invalid(key, "matches the path only, without a fragment"));
     }
-    let path = normalize_path(path);
+    let path = normalize_path(path).into_owned();
     Ok(if path.contains(['*', '?']) { PathPattern::Glob(path) } else { PathPattern::Prefix(path) })
 }
 
 /// Collapses repeated slashes and decodes percent-encoded unreserved
-/// characters, the way the upstream will read the path.
-pub fn normalize_path(path: &str) -> String {
+/// characters, the way the upstream will read the path. Most paths have
+/// neither and come back as they are.
+pub fn normalize_path(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') && !path.contains("//") {
+        return Cow::Borrowed(path);
+    }
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -363,7 +373,7 @@ pub fn normalize_path(path: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8(out).unwrap_or_else(|_| path.to_string())
+    Cow::Owned(String::from_utf8(out).unwrap_or_else(|_| path.to_string()))
 }
 
 /// `/admin` matches `/admin`, `/admin/` and `/admin/x`, not `/administrator`;

@@ -4,6 +4,7 @@
 //! Everything here reads untrusted headers; malformed input is an error
 //! with a reason that is safe to show, never a panic.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use hyper::Method;
@@ -30,15 +31,73 @@ pub enum Flavor {
 }
 
 
+/// The original request's URL, as verify reads it: host and path, and
+/// the whole URL when it is needed (to send a browser to sign in).
+///
+/// Nearly every URL a proxy reports is plain: a lower-case DNS name and a
+/// path the URL parser would leave as it is. Its host and path are then
+/// read in place, on every verify, with no parse and no copy; anything
+/// else goes through the full parse.
+#[derive(Debug)]
+pub struct Original<'a> {
+    host: &'a str,
+    path: &'a str,
+    source: Source<'a>,
+}
+
+#[derive(Debug)]
+enum Source<'a> {
+    /// `X-Original-URL`.
+    Text(&'a str),
+    /// `X-Forwarded-Proto`, `-Host` and `-Uri`.
+    Parts { proto: &'static str, host: &'a str, uri: &'a str },
+    /// Read by the full parse; host and path point into it.
+    Parsed(Box<Url>),
+}
+
+impl Original<'_> {
+    /// Lower-case, without port.
+    pub fn host(&self) -> &str {
+        match &self.source {
+            Source::Parsed(url) => url.host_str().unwrap_or_default(),
+            _ => self.host,
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        match &self.source {
+            Source::Parsed(url) => url.path(),
+            _ => self.path,
+        }
+    }
+
+    /// The whole URL, as the URL parser writes it.
+    pub fn url(&self) -> Result<Url, &'static str> {
+        let unexpected = |_| "the original URL does not parse";
+        match &self.source {
+            Source::Text(text) => Url::parse(text).map_err(unexpected),
+            Source::Parts { proto, host, uri } => Url::parse(&format!("{proto}://{host}{uri}")).map_err(unexpected),
+            Source::Parsed(url) => Ok(Url::clone(url)),
+        }
+    }
+
+    fn parsed(url: Url) -> Original<'static> {
+        Original { host: "", path: "", source: Source::Parsed(Box::new(url)) }
+    }
+}
+
 /// The original request's URL, from `X-Original-URL` or `X-Forwarded-*`.
 ///
 /// `default_scheme` is used when the proxy does not say (`public_url`'s).
-pub fn original_url(headers: &HeaderMap, flavor: Flavor, default_scheme: &str) -> Result<Url, &'static str> {
+pub fn original_url<'a>(headers: &'a HeaderMap, flavor: Flavor, default_scheme: &str) -> Result<Original<'a>, &'static str> {
     if flavor == Flavor::Nginx {
         if let Some(v) = headers.get(X_ORIGINAL_URL) {
             // Trimmed as the URL parser trims it, so the checks below see
             // the very text the parse does.
             let text = v.to_str().map_err(|_| "X-Original-URL is not valid text")?.trim();
+            if let Some((host, path)) = plain_url(text) {
+                return Ok(Original { host, path, source: Source::Text(text) });
+            }
             let url = Url::parse(text).map_err(|_| "X-Original-URL is not an absolute URL")?;
             if url.scheme() != "http" && url.scheme() != "https" || url.host_str().is_none() {
                 return Err("X-Original-URL must be an http(s) URL with a host");
@@ -46,7 +105,7 @@ pub fn original_url(headers: &HeaderMap, flavor: Flavor, default_scheme: &str) -
             if !plain_target(text) {
                 return Err(NOT_PLAIN);
             }
-            return Ok(url);
+            return Ok(Original::parsed(url));
         }
     }
     let proto = forwarded_proto(headers, default_scheme)?;
@@ -55,6 +114,9 @@ pub fn original_url(headers: &HeaderMap, flavor: Flavor, default_scheme: &str) -
     if !uri.starts_with('/') || uri.starts_with("//") {
         return Err("X-Forwarded-Uri must be a path starting with a single /");
     }
+    if let (Some(plain_host), Some(path)) = (plain_host(host), plain_path(uri)) {
+        return Ok(Original { host: plain_host, path, source: Source::Parts { proto, host, uri } });
+    }
     if !plain_target(uri) {
         return Err(NOT_PLAIN);
     }
@@ -62,7 +124,65 @@ pub fn original_url(headers: &HeaderMap, flavor: Flavor, default_scheme: &str) -
     if url.host_str().is_none() {
         return Err("X-Forwarded-Host is not a host");
     }
-    Ok(url)
+    Ok(Original::parsed(url))
+}
+
+/// Host and path of `http(s)://host[:port]/path?query#fragment` when the
+/// URL parser would take both as they are (see [`plain_host`] and
+/// [`plain_path`]); `None` leaves the text to the full parse.
+fn plain_url(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"))?;
+    let end = rest.bytes().position(|b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(end);
+    let host = plain_host(authority)?;
+    if target.starts_with('/') {
+        Some((host, plain_path(target)?))
+    } else {
+        // No path: the parser makes it `/`.
+        (!target.contains('\t')).then_some((host, "/"))
+    }
+}
+
+/// The host of `host[:port]` when the URL parser keeps it as it is:
+/// lower-case labels of letters, digits and `-`, none empty or `xn--`
+/// (punycode, which the parser checks), the last starting with a letter
+/// (never an IPv4 address, which the parser rewrites), and a port of at
+/// most 65535.
+fn plain_host(authority: &str) -> Option<&str> {
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    if let Some(port) = port {
+        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u32>().ok()? > 65535 {
+            return None;
+        }
+    }
+    let mut last = "";
+    for label in host.split('.') {
+        let plain = label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if label.is_empty() || !plain || label.starts_with("xn--") {
+            return None;
+        }
+        last = label;
+    }
+    last.as_bytes().first().is_some_and(u8::is_ascii_lowercase).then_some(host)
+}
+
+/// The path of a request target (up to `?` or `#`) when the URL parser
+/// keeps it as it is and it passes [`plain_target`]: visible ASCII that
+/// needs no escaping, no backslash, no dot segment; and no tab after it.
+fn plain_path(target: &str) -> Option<&str> {
+    let b = target.as_bytes();
+    let end = b.iter().position(|&c| c == b'?' || c == b'#').unwrap_or(b.len());
+    let (path, rest) = b.split_at(end);
+    let plain = path.first() == Some(&b'/')
+        && path.iter().all(|&c| {
+            matches!(c, b'!' | b'$'..=b';' | b'=' | b'@'..=b'[' | b']' | b'^' | b'_' | b'a'..=b'z' | b'|' | b'~')
+        })
+        && !rest.contains(&b'\t')
+        && !path.split(|&c| c == b'/').any(is_dot_segment);
+    plain.then(|| &target[..end])
 }
 
 const NOT_PLAIN: &str = "the request path holds a backslash, a tab or a dot segment";
@@ -95,18 +215,19 @@ fn is_dot_segment(segment: &[u8]) -> bool {
     rest.is_empty() && (dots == 1 || dots == 2)
 }
 
-/// The original request's method, else the method of the request itself.
-pub fn original_method(headers: &HeaderMap, method: &Method, flavor: Flavor) -> String {
+/// The original request's method (upper-case), else the method of the
+/// request itself.
+pub fn original_method<'a>(headers: &'a HeaderMap, method: &'a Method, flavor: Flavor) -> Cow<'a, str> {
     let names: &[HeaderName] = match flavor {
         Flavor::Nginx => &[X_ORIGINAL_METHOD, X_FORWARDED_METHOD],
         Flavor::Forward => &[X_FORWARDED_METHOD],
     };
-    names
-        .iter()
-        .find_map(|n| headers.get(n).and_then(|v| v.to_str().ok()))
-        .map(|m| m.trim().to_ascii_uppercase())
-        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()))
-        .unwrap_or_else(|| method.as_str().to_string())
+    let reported = names.iter().find_map(|n| headers.get(n).and_then(|v| v.to_str().ok())).map(str::trim);
+    match reported.filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic())) {
+        Some(m) if m.bytes().all(|b| b.is_ascii_uppercase()) => Cow::Borrowed(m),
+        Some(m) => Cow::Owned(m.to_ascii_uppercase()),
+        None => Cow::Borrowed(method.as_str()),
+    }
 }
 
 /// A header as trimmed text; an error when it is not valid text.
@@ -148,23 +269,19 @@ pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 /// The original request's scheme and host, as the browser sees it.
 pub fn request_base(headers: &HeaderMap, default_scheme: &str) -> Option<Url> {
     // An unusable X-Forwarded-Proto falls back to the default scheme here.
-    let proto = forwarded_proto(headers, default_scheme).unwrap_or_else(|_| default_scheme.to_string());
+    let proto = forwarded_proto(headers, default_scheme).unwrap_or(default_scheme);
     let host = forwarded_host(headers).ok()?;
     Url::parse(&format!("{proto}://{host}/")).ok()
 }
 
 /// The scheme the proxy reports (the first of `X-Forwarded-Proto`), else
 /// `default_scheme`; an error when it is neither http nor https.
-fn forwarded_proto(headers: &HeaderMap, default_scheme: &str) -> Result<String, &'static str> {
+fn forwarded_proto(headers: &HeaderMap, default_scheme: &str) -> Result<&'static str, &'static str> {
+    let scheme = |p: &str| ["http", "https"].into_iter().find(|s| s.eq_ignore_ascii_case(p));
     match header_str(headers, &X_FORWARDED_PROTO)? {
-        Some(p) => {
-            let p = p.split(',').next().unwrap_or("").trim().to_ascii_lowercase();
-            if p != "http" && p != "https" {
-                return Err("X-Forwarded-Proto must be http or https");
-            }
-            Ok(p)
-        }
-        None => Ok(default_scheme.to_string()),
+        Some(p) => scheme(p.split(',').next().unwrap_or("").trim()).ok_or("X-Forwarded-Proto must be http or https"),
+        // `public_url`'s scheme, http or https (checked at start).
+        None => Ok(scheme(default_scheme).unwrap_or("https")),
     }
 }
 
@@ -198,6 +315,7 @@ pub fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
 
     #[test]
     fn dot_segments_in_any_spelling() {
@@ -211,4 +329,76 @@ mod tests {
         assert!(!plain_target("/admin\\..\\public"));
         assert!(plain_target("/photos/2026/...jpg?x=/../"));
     }
+
+    #[test]
+    fn plain_urls_are_read_in_place_and_others_parsed() {
+        for (text, host, path) in [
+            ("https://photos.example.com/albums/1?x=%20y#top", "photos.example.com", "/albums/1"),
+            ("http://app-1.example.com:8080", "app-1.example.com", "/"),
+            ("http://localhost/a%2Fb;c=d", "localhost", "/a%2Fb;c=d"),
+        ] {
+            assert_eq!(plain_url(text), Some((host, path)), "{text}");
+        }
+        // Each of these the URL parser would rewrite (or refuse): left to it.
+        for text in [
+            "HTTPS://a.example.com/", "https://A.example.com/", "https://127.0.0.1/", "https://0x7f.1/",
+            "https://xn--bcher-kva.example/", "https://user@a.example.com/", "https://a.example.com:99999/",
+            "https://a.example.com:/", "https://a..example.com/", "https://a.example.com./", "https://[::1]/",
+            "https://a.example.com/a b", "https://a.example.com/{x}", "https://a.example.com/a\\b",
+            "https://a.example.com/a/../b", "https://a.example.com/%2e/b", "https://a.example.com/?q=\t",
+            "ftp://a.example.com/",
+        ] {
+            assert_eq!(plain_url(text), None, "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+        /// Whatever is read in place is what the URL parser reads.
+        #[test]
+        fn plain_parts_agree_with_the_url_parser(
+            scheme in proptest::sample::select(&["http://", "https://"][..]),
+            host in proptest::prop_oneof![
+                // Labels and a port, as real hosts are written...
+                (proptest::collection::vec(pieces(PLAIN_HOST_PIECES, HOST_PIECES), 1..4), proptest::sample::select(PORTS))
+                    .prop_map(|(labels, port)| labels.iter().map(|l| l.concat()).collect::<Vec<_>>().join(".") + port),
+                // ...or anything.
+                pieces(PLAIN_HOST_PIECES, HOST_PIECES).prop_map(|p| p.concat()),
+            ],
+            target in proptest::prop_oneof![
+                3 => pieces(PLAIN_TARGET_PIECES, TARGET_PIECES).prop_map(|p| format!("/{}", p.concat())),
+                1 => pieces(PLAIN_TARGET_PIECES, TARGET_PIECES).prop_map(|p| p.concat()),
+            ],
+        ) {
+            let text = format!("{scheme}{host}{target}");
+            if let Some((h, p)) = plain_url(&text) {
+                let url = Url::parse(&text);
+                proptest::prop_assert!(url.is_ok(), "{}", text);
+                let url = url.unwrap();
+                proptest::prop_assert_eq!(Some(h), url.host_str(), "{}", text);
+                proptest::prop_assert_eq!(p, url.path(), "{}", text);
+                proptest::prop_assert!(plain_target(&text), "{}", text);
+            }
+        }
+    }
+
+    /// Mostly pieces the parser leaves alone, now and then one it may not.
+    fn pieces(plain: &'static [&'static str], other: &'static [&'static str]) -> impl proptest::strategy::Strategy<Value = Vec<&'static str>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![6 => proptest::sample::select(plain), 1 => proptest::sample::select(other)];
+        proptest::collection::vec(piece, 0..8)
+    }
+
+    const PLAIN_HOST_PIECES: &[&str] = &["a", "example", "com", "-", "1", "09", "xn--", "x"];
+    const PLAIN_TARGET_PIECES: &[&str] = &["/", "a", ".", "%2e", "%41", "?", "#", "=", ";", "~", "|", "^", "@"];
+    const PORTS: &[&str] = &["", "", ":80", ":8443", ":65535", ":65536", ":", ":0", ":-1"];
+    const HOST_PIECES: &[&str] = &[
+        "a", "example", "com", ".", "-", "1", "09", "0x", "xn--", "xn--bcher-kva", "A", "_", "%41", "@", "user:pw@",
+        ":", "80", "443", "65535", "65536", "99999", "[::1]", "\u{e9}", "\u{3002}", "\u{ff0e}", " ", "\t",
+    ];
+    const TARGET_PIECES: &[&str] = &[
+        "/", "a", ".", "..", "%2e", "%2E", "%", "%zz", "%41", "\\", "\"", "<", ">", "`", "{", "}", "|", "^", "~",
+        " ", "\t", "?", "#", "&", "=", ";", ":", "@", "[", "]", "\u{e9}", "//", "'", "!", "$", "*", "+", ",",
+    ];
 }

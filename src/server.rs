@@ -32,7 +32,7 @@ use crate::metrics::Outcome;
 use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
 use crate::policy::{Action, Decision, Policy, RequestInfo};
 use crate::redirect::Redirects;
-use crate::request::{Flavor, client_ip, cookie_pairs, cookies, original_method, original_url, request_base, wants_html};
+use crate::request::{Flavor, Original, client_ip, cookie_pairs, cookies, original_method, original_url, request_base, wants_html};
 use crate::session::cookie::{Purpose, Sealer};
 use crate::session::{Index, Session, SessionId, SessionStore, StoreError, StoreKey, unix_now};
 
@@ -342,11 +342,10 @@ async fn verify_inner(
         Ok(u) => u,
         Err(reason) => return (page(req, StatusCode::BAD_REQUEST, "Bad request", reason), Outcome::BadRequest),
     };
-    let method = original_method(req.headers(), req.method(), flavor);
     let info = RequestInfo {
-        host: original.host_str().unwrap_or_default().to_ascii_lowercase(),
-        path: original.path().to_string(),
-        method,
+        host: original.host().into(),
+        path: original.path().into(),
+        method: original_method(req.headers(), req.method(), flavor),
     };
     let rules = app.rules.load();
     let matched = rules.policy.matching_rule(&info);
@@ -419,8 +418,12 @@ fn metrics_page() -> Response<Body> {
     r
 }
 
-fn signed_out(app: &App, req: &Request<Incoming>, flavor: Flavor, original: &Url) -> Response<Body> {
+fn signed_out(app: &App, req: &Request<Incoming>, flavor: Flavor, original: &Original) -> Response<Body> {
     if flavor == Flavor::Forward && wants_html(req.headers()) {
+        let original = match original.url() {
+            Ok(url) => url,
+            Err(reason) => return page(req, StatusCode::BAD_REQUEST, "Bad request", reason),
+        };
         let mut start = app.config.endpoint_url("/oauth2/start");
         start.query_pairs_mut().append_pair("rd", original.as_str());
         return redirect(start.as_str());

@@ -55,12 +55,12 @@ fn original_url_refuses_paths_the_parse_would_rewrite() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-host", HeaderValue::from_static("b'."));
         h.insert("x-forwarded-uri", HeaderValue::from_str(uri).unwrap());
-        original_url(&h, Flavor::Forward, "http")
+        original_url(&h, Flavor::Forward, "http").map(|o| o.path().to_string())
     };
     let nginx = |uri: &str| {
         let mut h = HeaderMap::new();
         h.insert("x-original-url", HeaderValue::from_str(&format!("https://app.example.com{uri}")).unwrap());
-        original_url(&h, Flavor::Nginx, "http")
+        original_url(&h, Flavor::Nginx, "http").map(|o| o.path().to_string())
     };
     for bad in ["/\\0", "/admin\\..\\public", "/admin/../public", "/admin/%2e%2e/public", "/admin/%2E./public", "/a/./b", "/ad\tmin", "/admin/.."] {
         assert!(forwarded(bad).is_err(), "X-Forwarded-Uri {bad:?} accepted as {:?}", forwarded(bad));
@@ -69,7 +69,7 @@ fn original_url_refuses_paths_the_parse_would_rewrite() {
     for good in ["/", "/a.b/c..d/.well-known/x", "/...", "/search?q=a\\b&p=../x", "/%2e%2e%2e", "/a#../b"] {
         let f = forwarded(good).unwrap_or_else(|e| panic!("X-Forwarded-Uri {good:?}: {e}"));
         let n = nginx(good).unwrap_or_else(|e| panic!("X-Original-URL path {good:?}: {e}"));
-        assert_eq!(f.path(), n.path());
+        assert_eq!(f, n);
     }
-    assert_eq!(forwarded("/a.b/c..d/x").unwrap().path(), "/a.b/c..d/x");
+    assert_eq!(forwarded("/a.b/c..d/x").unwrap(), "/a.b/c..d/x");
 }

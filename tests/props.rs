@@ -377,7 +377,13 @@ proptest! {
             }
         }
         let flavor = if nginx { Flavor::Nginx } else { Flavor::Forward };
-        let Ok(url) = original_url(&headers, flavor, default_scheme) else { return Ok(()) };
+        let Ok(original) = original_url(&headers, flavor, default_scheme) else { return Ok(()) };
+        let url = original.url();
+        prop_assert!(url.is_ok(), "accepted, but the whole URL does not parse: {:?}", original);
+        let url = url.unwrap();
+        // Host and path read in place are the parser's.
+        prop_assert_eq!(original.host(), url.host_str().unwrap(), "{:?}", original);
+        prop_assert_eq!(original.path(), url.path(), "{:?}", original);
         prop_assert!(url.scheme() == "http" || url.scheme() == "https", "{}", url);
         prop_assert!(url.host_str().is_some_and(|h| !h.is_empty()), "{}", url);
 

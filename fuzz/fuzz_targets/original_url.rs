@@ -34,7 +34,11 @@ fuzz_target!(|input: Input| {
         }
     }
     let flavor = if input.nginx { Flavor::Nginx } else { Flavor::Forward };
-    let Ok(url) = original_url(&headers, flavor, if input.https_default { "https" } else { "http" }) else { return };
+    let Ok(original) = original_url(&headers, flavor, if input.https_default { "https" } else { "http" }) else { return };
+    let url = original.url().expect("an accepted original URL parses");
+    // Host and path read in place are the parser's.
+    assert_eq!(Some(original.host()), url.host_str(), "{original:?}");
+    assert_eq!(original.path(), url.path(), "{original:?}");
     assert!(matches!(url.scheme(), "http" | "https"), "{url}");
     assert!(url.host_str().is_some_and(|h| !h.is_empty()), "{url}");
     let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().trim().to_string());

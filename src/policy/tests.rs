@@ -62,9 +62,13 @@ fn policy(toml: &str) -> Policy {
 }
 
 /// The request as verify builds it from the original URL.
-fn req(method: &str, url: &str) -> RequestInfo {
+fn req(method: &str, url: &str) -> RequestInfo<'static> {
     let u = url::Url::parse(url).unwrap();
-    RequestInfo { host: u.host_str().unwrap().to_ascii_lowercase(), path: u.path().to_string(), method: method.into() }
+    RequestInfo {
+        host: u.host_str().unwrap().to_ascii_lowercase().into(),
+        path: u.path().to_string().into(),
+        method: method.to_string().into(),
+    }
 }
 
 fn identity(user: &str, role: &str, groups: &[&str], email: &str) -> Identity {
