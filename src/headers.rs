@@ -252,6 +252,24 @@ mod tests {
     }
 
     #[test]
+    fn each_header_gets_its_own_cleaned_value() {
+        let h = IdentityHeaders::new(&HeaderNames::default()).unwrap();
+        let id = Identity::from(crate::identity::IdentityParts {
+            user: " alice\r\n".into(),
+            email: Some("alice@example.com".into()),
+            name: None,
+            groups: vec!["family".into(), "photos".into()],
+            role: "user".into(),
+            person: "Alice\0A".into(),
+            ..Default::default()
+        });
+        let mut map = HeaderMap::new();
+        h.write(&id, &mut map);
+        let got: Vec<_> = h.names().iter().map(|n| map[*n].to_str().unwrap().to_string()).collect();
+        assert_eq!(got, ["alice", "alice@example.com", "", "family,photos", "user", "Alice A"]);
+    }
+
+    #[test]
     fn the_groups_value_is_the_cleaned_join_of_the_names() {
         let long = "g".repeat(MAX_VALUE_LEN);
         let lists: [&[&str]; 6] =

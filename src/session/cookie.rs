@@ -6,13 +6,14 @@
 //! attempt) is bound as associated data: a value sealed for one purpose never
 //! opens as the other. Anything that does not open is simply "no cookie".
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
 /// Longest sealed value accepted; browsers keep cookies under 4 KiB anyway.
 pub const MAX_SEALED_LEN: usize = 4096;
 
@@ -81,17 +82,21 @@ impl Sealer {
         if value.is_empty() || value.len() > MAX_SEALED_LEN {
             return None;
         }
-        let raw = URL_SAFE_NO_PAD.decode(value.trim()).ok()?;
-        if raw.len() < 1 + NONCE_LEN + 16 || raw[0] != VERSION {
+        let mut raw = URL_SAFE_NO_PAD.decode(value.trim()).ok()?;
+        if raw.len() < 1 + NONCE_LEN + TAG_LEN || raw[0] != VERSION {
             return None;
         }
-        let (nonce, sealed) = raw[1..].split_at(NONCE_LEN);
-        self.ciphers.iter().enumerate().find_map(|(i, cipher)| {
-            cipher
-                .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: purpose.aad() })
-                .ok()
-                .map(|payload| Opened { payload, stale_key: i > 0 })
-        })
+        // Opened in place, in the decoded buffer: one allocation in all. A
+        // key that does not fit leaves the buffer as it was.
+        let (head, rest) = raw.split_at_mut(1 + NONCE_LEN);
+        let (sealed, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        let nonce = Nonce::from_slice(&head[1..]);
+        let i = self.ciphers.iter().position(|cipher| {
+            cipher.decrypt_in_place_detached(nonce, purpose.aad(), sealed, Tag::from_slice(tag)).is_ok()
+        })?;
+        raw.truncate(raw.len() - TAG_LEN);
+        raw.drain(..1 + NONCE_LEN);
+        Some(Opened { payload: raw, stale_key: i > 0 })
     }
 }
 
