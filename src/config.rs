@@ -128,6 +128,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub header_timeout: Option<HumanDuration>,
     #[serde(default)]
+    pub worker_threads: Option<usize>,
+    #[serde(default)]
     pub metrics_listen: Option<String>,
     #[serde(default)]
     pub oidc: RawOidc,
@@ -256,6 +258,8 @@ pub struct Config {
     /// How long a client connection may go without sending a whole
     /// request head (slow senders, idle keep-alive connections).
     pub header_timeout: Duration,
+    /// Threads that serve requests; `None`: one per core.
+    pub worker_threads: Option<usize>,
     /// A separate address for `/metrics`; `None` serves it on `listen`.
     pub metrics_listen: Option<String>,
     pub oidc: OidcConfig,
@@ -413,6 +417,9 @@ impl Config {
         if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&header_timeout) {
             return Err(ConfigError::invalid("header_timeout", "must be between 1s and 10m"));
         }
+        if raw.worker_threads.is_some_and(|n| !(1..=1024).contains(&n)) {
+            return Err(ConfigError::invalid("worker_threads", "must be between 1 and 1024"));
+        }
         let metrics_listen = raw.metrics_listen.map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
         if let Some(m) = &metrics_listen {
             if m.parse::<SocketAddr>().is_err() {
@@ -423,6 +430,7 @@ impl Config {
             metrics_listen,
             max_connections,
             header_timeout,
+            worker_threads: raw.worker_threads,
             listen,
             public_url,
             allowed_redirect_domains: allowed,
@@ -495,6 +503,7 @@ impl Config {
             "debug_explain": self.debug_explain,
             "max_connections": self.max_connections,
             "header_timeout": humantime::format_duration(self.header_timeout).to_string(),
+            "worker_threads": self.worker_threads,
             "metrics_listen": self.metrics_listen,
             "oidc": {
                 "issuer": self.oidc.issuer,
@@ -843,6 +852,14 @@ client_secret = "s3cret"
         let toml = format!("{}\n[session]\nttl = \"forever\"\n", base());
         let err = Config::from_toml_str(&toml).unwrap_err().to_string();
         assert!(err.contains("session.ttl") && err.contains("forever"), "{err}");
+    }
+
+    #[test]
+    fn worker_threads_is_bounded() {
+        assert_eq!(Config::from_toml_str(&base()).unwrap().worker_threads, None);
+        assert_eq!(Config::from_toml_str(&format!("worker_threads = 1\n{}", base())).unwrap().worker_threads, Some(1));
+        let err = Config::from_toml_str(&format!("worker_threads = 0\n{}", base())).unwrap_err().to_string();
+        assert!(err.contains("`worker_threads`"), "{err}");
     }
 
     #[test]

@@ -177,7 +177,11 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.worker_threads {
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime.enable_all().build().expect("tokio runtime");
     match runtime.block_on(portcullis::server::run(config, path, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -52,6 +52,28 @@ async fn metrics_can_live_on_their_own_listener() {
     assert!(r.text().await.unwrap().contains("portcullis_verify_requests"));
 }
 
+/// Threads of `pid` named as tokio names its workers.
+fn runtime_workers(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = std::fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap_or_default();
+            comm.trim() == "tokio-rt-worker"
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn worker_threads_sets_how_many_threads_serve() {
+    let idp = Idp::start().await;
+    let one = Service::start(&format!("worker_threads = 1\n{}", local_toml(&idp))).await;
+    let three = Service::start(&format!("worker_threads = 3\n{}", local_toml(&idp))).await;
+    one.wait_ready().await;
+    three.wait_ready().await;
+    assert_eq!(runtime_workers(one.pid().unwrap()), 1);
+    assert_eq!(runtime_workers(three.pid().unwrap()), 3);
+}
+
 #[tokio::test]
 async fn json_audit_lines_carry_event_user_and_client_ip() {
     let idp = Idp::start().await;
