@@ -755,7 +755,7 @@ async fn backchannel_logout(app: &App, req: Request<Incoming>) -> Response<Body>
         tracing::info!(event = "backchannel_logout_refused", reason, "back-channel logout refused");
         json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": "invalid_request", "error_description": reason}))
     };
-    // A body trickled in slower than headers may be is refused as well.
+    // A body that trickles in for longer than header_timeout is refused too.
     let read = tokio::time::timeout(app.config.header_timeout, Limited::new(req.into_body(), MAX_REQUEST_BODY).collect());
     let body = match read.await {
         Ok(Ok(b)) => b.to_bytes(),
