@@ -38,9 +38,6 @@ use crate::session::{Index, Session, SessionId, SessionStore, StoreError, StoreK
 
 type Body = Full<Bytes>;
 
-/// How long the metrics listener's connections may take to send request
-/// headers (the main listener's is `header_timeout`).
-const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes of request line and headers read for one request.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 // hyper also refuses more than 100 headers in one request (431).
@@ -167,7 +164,7 @@ pub async fn run(
     let metrics = match &config.metrics_listen {
         Some(addr) => {
             let l = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
-            Some(tokio::spawn(serve_metrics(l)))
+            Some(tokio::spawn(serve_metrics(l, config.header_timeout)))
         }
         None => None,
     };
@@ -205,7 +202,10 @@ async fn reload_on_hangup(app: Arc<App>, path: Option<std::path::PathBuf>) {
 
 /// A listener of its own for `/metrics` (`metrics_listen`), so it can stay
 /// off the network the proxies reach.
-async fn serve_metrics(listener: TcpListener) {
+///
+/// Few requests come here: hyper's own `header_read_timeout` keeps
+/// `header_timeout`.
+async fn serve_metrics(listener: TcpListener, header_timeout: Duration) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics on {addr}/metrics");
     }
@@ -222,7 +222,7 @@ async fn serve_metrics(listener: TcpListener) {
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(METRICS_HEADER_TIMEOUT)
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
