@@ -283,13 +283,13 @@ impl Oidc {
         })
     }
 
-    /// Uses a refresh token: new tokens, a verified ID token if the
-    /// provider sends one, and fresh userinfo claims.
     /// The provider's issuer, as configured.
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
 
+    /// Uses a refresh token: new tokens, a verified ID token if the
+    /// provider sends one, and fresh userinfo claims.
     pub async fn refresh(&self, refresh_token: &str, subject: &str) -> Result<Refreshed, OidcError> {
         let provider = self.provider()?;
         let response: CoreTokenResponse = provider
