@@ -139,7 +139,7 @@ fn plain_url(text: &str) -> Option<(&str, &str)> {
         Some((host, plain_path(target)?))
     } else {
         // No path: the parser makes it `/`.
-        (!target.contains('\t')).then_some((host, "/"))
+        plain_target(target).then_some((host, "/"))
     }
 }
 
@@ -172,20 +172,22 @@ fn plain_host(authority: &str) -> Option<&str> {
     (plain_label(last) && last[0].is_ascii_lowercase()).then(|| &authority[..colon])
 }
 
-/// The path of a request target (up to `?` or `#`) when the URL parser
-/// keeps it as it is and it passes [`plain_target`]: visible ASCII that
-/// needs no escaping, no backslash, no dot segment; and no tab after it.
+/// The path of a request target when the URL parser keeps it as it is:
+/// visible ASCII that needs no escaping, and the target passes
+/// [`plain_target`].
 fn plain_path(target: &str) -> Option<&str> {
-    let b = target.as_bytes();
-    let end = b.iter().position(|&c| c == b'?' || c == b'#').unwrap_or(b.len());
-    let (path, rest) = b.split_at(end);
+    let path = path_of(target.as_bytes());
     let plain = path.first() == Some(&b'/')
         && path.iter().all(|&c| {
             matches!(c, b'!' | b'$'..=b';' | b'=' | b'@'..=b'[' | b']' | b'^' | b'_' | b'a'..=b'z' | b'|' | b'~')
         })
-        && !rest.contains(&b'\t')
-        && !path.split(|&c| c == b'/').any(is_dot_segment);
-    plain.then(|| &target[..end])
+        && plain_target(target);
+    plain.then(|| &target[..path.len()])
+}
+
+/// A request target's path: up to `?` or `#`.
+fn path_of(target: &[u8]) -> &[u8] {
+    &target[..target.iter().position(|b| matches!(b, b'?' | b'#')).unwrap_or(target.len())]
 }
 
 const NOT_PLAIN: &str = "the request path holds a backslash, a tab or a dot segment";
@@ -199,7 +201,7 @@ const NOT_PLAIN: &str = "the request path holds a backslash, a tab or a dot segm
 fn plain_target(target: &str) -> bool {
     // On every verify: bytes, one pass each, no allocation.
     let target = target.as_bytes();
-    let path = &target[..target.iter().position(|b| matches!(b, b'?' | b'#')).unwrap_or(target.len())];
+    let path = path_of(target);
     !target.contains(&b'\t') && !path.contains(&b'\\') && !path.split(|b| *b == b'/').any(is_dot_segment)
 }
 
