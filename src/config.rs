@@ -132,6 +132,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics_listen: Option<String>,
     #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
     pub oidc: RawOidc,
     #[serde(default)]
     pub session: RawSession,
@@ -262,6 +264,8 @@ pub struct Config {
     pub worker_threads: Option<usize>,
     /// A separate address for `/metrics`; `None` serves it on `listen`.
     pub metrics_listen: Option<String>,
+    /// The only peers the verify endpoints answer; empty: any peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub oidc: OidcConfig,
     pub session: SessionConfig,
     pub headers: HeaderNames,
@@ -426,8 +430,20 @@ impl Config {
                 return Err(ConfigError::invalid("metrics_listen", format!("`{m}` is not an address like 127.0.0.1:9180")));
             }
         }
+        let mut trusted_proxies = Vec::new();
+        for (i, entry) in raw.trusted_proxies.iter().enumerate() {
+            let entry = entry.trim();
+            let net = entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::invalid(format!("trusted_proxies[{i}]"), format!("`{entry}` is not an address or a CIDR range like 10.0.0.0/8"))
+                })?;
+            trusted_proxies.push(net.trunc());
+        }
         let config = Config {
             metrics_listen,
+            trusted_proxies,
             max_connections,
             header_timeout,
             worker_threads: raw.worker_threads,
@@ -473,6 +489,13 @@ impl Config {
         if self.session.store == StoreKind::Memory {
             w.push("session.store = \"memory\": sessions end when portcullis restarts and are not shared; run one instance only, or use the redis store".into());
         }
+        let loopback = self.listen.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+        if !loopback && self.trusted_proxies.is_empty() {
+            w.push(format!(
+                "listen = \"{}\" is not a loopback address and trusted_proxies is unset: anyone who reaches it can ask /auth/nginx and /auth/forward with headers of their choosing; set trusted_proxies to your proxies' addresses",
+                self.listen
+            ));
+        }
         if self.debug_explain {
             w.push("debug_explain = true: /oauth2/userinfo shows every signed-in user how your rules and policy decide".into());
         }
@@ -505,6 +528,7 @@ impl Config {
             "header_timeout": humantime::format_duration(self.header_timeout).to_string(),
             "worker_threads": self.worker_threads,
             "metrics_listen": self.metrics_listen,
+            "trusted_proxies": self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "oidc": {
                 "issuer": self.oidc.issuer,
                 "client_id": self.oidc.client_id,

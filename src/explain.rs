@@ -14,13 +14,13 @@ use std::process::ExitCode;
 
 use hyper::header::HeaderMap;
 use serde_json::{Value, json};
-use url::Url;
 
 use crate::claims::{self, ClaimSource, StoredClaims};
 use crate::config::Config;
 use crate::headers::{IdentityHeaders, UpstreamHeaderValue};
 use crate::identity::{Claims, Identity, Mapper, Mapping, RoleFrom};
-use crate::policy::{Action, Decision, Policy, RequestInfo};
+use crate::policy::{Action, Decision, Policy};
+use crate::view::RequestView;
 
 /// The parts of a running service an explanation needs.
 pub struct Explainer<'a> {
@@ -34,7 +34,7 @@ pub struct Explainer<'a> {
 #[derive(Debug)]
 pub struct Explanation {
     pub mapping: Mapping,
-    pub request: Option<RequestInfo<'static>>,
+    pub request: Option<RequestView<'static>>,
     /// The first policy rule matching the request.
     pub policy_rule: Option<(usize, Action)>,
     pub allowed: bool,
@@ -47,7 +47,7 @@ pub struct Explanation {
 
 impl Explainer<'_> {
     /// Explains merged `claims`, and the decision for `request` if given.
-    pub fn explain(&self, claims: &Claims, request: Option<&RequestInfo<'static>>) -> Explanation {
+    pub fn explain(&self, claims: &Claims, request: Option<&RequestView<'static>>) -> Explanation {
         let mapping = self.mapper.explain(claims);
         let mut notes = mapping.notes.clone();
         let policy_rule = request.and_then(|r| self.policy.matching_rule(r));
@@ -109,7 +109,13 @@ impl Explanation {
             "refused": m.result.as_ref().err().map(|r| r.reason.clone()),
             "identity_rule": m.rule.map(|i| json!({"index": i, "key": format!("identity.rules[{i}]"), "rule": config.identity.rules.get(i)})),
             "role_from": m.role_from.map(role_from_key),
-            "request": self.request.as_ref().map(|r| json!({"method": r.method, "host": r.host, "path": r.path})),
+            "request": self.request.as_ref().map(|r| json!({
+                "method": r.method,
+                "host": r.host,
+                "raw_path": r.raw_path,
+                "path": r.path,
+                "decoded_path": r.decoded.as_deref().unwrap_or(&r.path),
+            })),
             "policy_rule": self.policy_rule.map(|(i, a)| json!({"index": i, "key": format!("policy[{i}]"), "action": a, "rule": config.policy.get(i)})),
             "headers": self.headers.iter().map(|(n, v)| (n.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
             "decision": if self.allowed { "allow" } else { "deny" },
@@ -147,7 +153,10 @@ impl Explanation {
             }
         }
         if let Some(r) = &self.request {
-            line("request", &format!("{} {}{}", r.method, r.host, r.path));
+            line("request", &format!("{} {}{}", r.method.as_deref().unwrap_or("-"), r.host, r.raw_path));
+            // Every reading policy judged (see `crate::view`).
+            line("path", &r.path);
+            line("decoded", r.decoded.as_deref().unwrap_or(&r.path));
             let policy = match self.policy_rule {
                 Some((i, a)) => {
                     let rule = config.policy.get(i).map(|r| serde_json::to_string(r).unwrap_or_default()).unwrap_or_default();
@@ -198,18 +207,20 @@ fn action_name_default(config: &Config) -> &'static str {
     }
 }
 
-/// The request policy sees for `url` and `method`, as verify builds it.
-pub fn request_info(url: &str, method: &str) -> Result<RequestInfo<'static>, String> {
-    let parsed = Url::parse(url).map_err(|e| format!("`{url}` is not an absolute URL ({e})"))?;
-    if parsed.scheme() != "http" && parsed.scheme() != "https" {
-        return Err(format!("`{url}` must be an http or https URL"));
-    }
-    let host = parsed.host_str().ok_or_else(|| format!("`{url}` has no host"))?.to_ascii_lowercase();
-    let method = method.trim().to_ascii_uppercase();
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
-        return Err(format!("`{method}` is not an HTTP method"));
-    }
-    Ok(RequestInfo { host: host.into(), path: parsed.path().to_string().into(), method: method.into() })
+/// The request policy sees for `url` and `method`, read as `/auth/nginx`
+/// reads `X-Original-URL` and `X-Original-Method`.
+pub fn request_info(url: &str, method: &str) -> Result<RequestView<'static>, String> {
+    use hyper::header::HeaderValue;
+    let mut headers = HeaderMap::new();
+    let value = |v: &str| HeaderValue::from_str(v).map_err(|_| format!("`{v}` cannot be sent in a header"));
+    headers.insert("x-original-url", value(url)?);
+    headers.insert("x-original-method", value(method)?);
+    let flavor = crate::request::Flavor::Nginx;
+    let refused = |reason: &str| format!("`{method} {url}` would be refused with 400 Bad Request: {reason}");
+    let original = crate::request::original_url(&headers, flavor, "https").map_err(refused)?;
+    let method = crate::request::original_method(&headers, flavor).map_err(refused)?;
+    let view = RequestView::new(original.host(), original.path(), None).map_err(refused)?;
+    Ok(RequestView { method, ..view }.into_owned())
 }
 
 /// Reads a claims file: either the merged claims as one JSON object, or the

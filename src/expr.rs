@@ -5,7 +5,8 @@
 //! every request is safe. An expression sees `claims` (the merged claims),
 //! `groups` and `roles` (names in normal form: trimmed, lower case), `user`
 //! and `email` (empty text when there is none); policy expressions also see
-//! `role`, `person` and `request.host`, `request.path`, `request.method`.
+//! `role`, `person` and `request.host`, `request.path` (the normalised path), `request.raw_path`
+//! (as the proxy reported it) and `request.method` (empty when not reported).
 //! An expression must give `true` or `false`; an evaluation error (a
 //! missing claim, a wrong type) counts as no match and is reported.
 
@@ -17,7 +18,7 @@ use serde_json::json;
 
 use crate::claims::Claims;
 use crate::config::ConfigError;
-use crate::policy::RequestInfo;
+use crate::view::RequestView;
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
@@ -39,7 +40,7 @@ pub struct Vars<'a> {
     pub user: &'a str,
     pub email: &'a str,
     /// Policy only: the portcullis role, the person's own user name, the request.
-    pub request: Option<(&'a str, &'a str, &'a RequestInfo<'a>)>,
+    pub request: Option<(&'a str, &'a str, &'a RequestView<'a>)>,
 }
 
 /// A compiled expression and the configuration key it came from.
@@ -104,7 +105,11 @@ impl Expr {
         if let Some((role, person, req)) = vars.request {
             bind(&mut ctx, "role", json!(role))?;
             bind(&mut ctx, "person", json!(person))?;
-            bind(&mut ctx, "request", json!({"host": req.host, "path": req.path, "method": req.method}))?;
+            bind(
+                &mut ctx,
+                "request",
+                json!({"host": req.host, "path": req.path, "raw_path": req.raw_path, "method": req.method.as_deref().unwrap_or("")}),
+            )?;
         }
         self.program.execute(&ctx)
     }
@@ -113,7 +118,7 @@ impl Expr {
     /// expressions that give something other than true/false.
     fn dry_run(&self, scope: Scope) -> Result<(), ConfigError> {
         let claims = Claims::new();
-        let req = RequestInfo { host: "".into(), path: "/".into(), method: "GET".into() };
+        let req = RequestView::new("example.com", "/", Some("GET")).expect("a plain request");
         let vars = Vars {
             claims: &claims,
             groups: &[],
@@ -196,7 +201,7 @@ mod tests {
     #[test]
     fn policy_expressions_see_the_request() {
         let c = claims();
-        let req = RequestInfo { host: "photos.example.com".into(), path: "/api/x".into(), method: "POST".into() };
+        let req = RequestView::new("photos.example.com", "/api/x", Some("POST")).unwrap();
         let vars = Vars { claims: &c, groups: &[], roles: &[], user: "u", email: "", request: Some(("admin", "p", &req)) };
         let e = Expr::compile("k", r#"request.method == "POST" && request.path.startsWith("/api/") && role == "admin""#, Scope::Request).unwrap();
         assert_eq!(e.eval(&vars), Ok(true));

@@ -18,11 +18,13 @@ pub mod identity;
 pub mod metrics;
 pub mod names;
 pub mod oidc;
+pub mod peers;
 pub mod policy;
 pub mod redirect;
 pub mod refresh;
 pub mod request;
 pub mod server;
 pub mod session;
+pub mod view;
 
 pub use config::Config;

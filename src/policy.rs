@@ -11,12 +11,17 @@
 //! Hosts match exactly or as `*.example.com` (any subdomain, not the apex).
 //! Paths match as a prefix ending at a segment boundary (`/admin` matches
 //! `/admin` and `/admin/x`, not `/administrator`), or as a glob when they
-//! contain `*` (any characters, `/` included) or `?` (one character). The
-//! request path is normalised first: repeated slashes collapse and
-//! percent-encoded unreserved characters are decoded, so `/%61dmin` and
-//! `//admin` cannot slip past a rule for `/admin`.
-
-use std::borrow::Cow;
+//! contain `*` (any characters, `/` included) or `?` (one character).
+//!
+//! Rules read the request through its [`RequestView`], which has more than
+//! one reading of the path (see [`crate::view`]). A rule that lets people in
+//! without requirements (`bypass`, or `allow` with none) applies only when
+//! every reading matches it, in the case written; a rule that protects
+//! (`deny`, or `allow` with requirements) applies when any reading matches
+//! it in any letter case, and a protecting prefix that ends in `/` also
+//! covers the same path without it (`/admin/` protects `/admin`). A rule
+//! with `methods` lets people in only when the proxy reported the method,
+//! and protects whatever the method.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +30,7 @@ use crate::expr::{Expr, Scope, Vars};
 use crate::claims::StoredClaims;
 use crate::identity::Identity;
 use crate::names::{self, GroupPaths};
+use crate::view::{RequestView, normalize_path};
 
 /// What happens when no `[[policy]]` rule matches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -74,17 +80,6 @@ pub struct PolicyRule {
     pub expr: Option<String>,
 }
 
-/// The parts of the original request that policy looks at: borrowed from
-/// the request on a verify, owned when `explain` builds them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestInfo<'a> {
-    /// Lower-case host without port.
-    pub host: Cow<'a, str>,
-    pub path: Cow<'a, str>,
-    /// Upper-case.
-    pub method: Cow<'a, str>,
-}
-
 /// The outcome for one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -105,6 +100,22 @@ enum PathPattern {
     Glob(String),
 }
 
+impl PathPattern {
+    /// Whether `path` matches; with `protecting`, in any letter case and
+    /// with a prefix's trailing `/` optional.
+    fn matches(&self, path: &str, protecting: bool) -> bool {
+        match self {
+            PathPattern::Prefix(prefix) => {
+                path_has_prefix(path, prefix, protecting)
+                    || protecting
+                        && prefix.len() > 1
+                        && prefix.strip_suffix('/').is_some_and(|bare| bare.eq_ignore_ascii_case(path))
+            }
+            PathPattern::Glob(g) => glob(g.as_bytes(), path.as_bytes(), protecting),
+        }
+    }
+}
+
 /// A compiled rule: patterns parsed, names in normal form.
 #[derive(Clone, Debug)]
 struct Rule {
@@ -112,6 +123,9 @@ struct Rule {
     path: Option<PathPattern>,
     methods: Vec<String>,
     action: Action,
+    /// `deny`, or `allow` with requirements: matched by any reading of the
+    /// request; other rules by every reading.
+    protects: bool,
     groups: Vec<String>,
     roles: Vec<String>,
     app_roles: Vec<String>,
@@ -153,11 +167,10 @@ impl Policy {
             }
             let mut methods = Vec::new();
             for (j, m) in r.methods.iter().enumerate() {
-                let m = m.trim().to_ascii_uppercase();
-                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-                    return Err(ConfigError::invalid(format!("{key}.methods[{j}]"), format!("`{m}` is not an HTTP method")));
+                match crate::view::normalize_method(m) {
+                    Ok(m) => methods.push(m.into_owned()),
+                    Err(_) => return Err(ConfigError::invalid(format!("{key}.methods[{j}]"), format!("`{m}` is not an HTTP method"))),
                 }
-                methods.push(m);
             }
             let list = |field: &str, v: &[String]| -> Result<Vec<String>, ConfigError> {
                 match v.iter().position(|n| n.trim().is_empty()) {
@@ -170,6 +183,7 @@ impl Policy {
                 path: r.path.as_deref().map(|p| path_pattern(&format!("{key}.path"), p)).transpose()?,
                 methods,
                 action: r.action,
+                protects: r.action == Action::Deny || has_requirements,
                 groups: list("groups", &r.groups)?.iter().map(|g| names::normalize_group(g, gp)).collect(),
                 roles: list("roles", &r.roles)?,
                 app_roles: list("app_roles", &r.app_roles)?,
@@ -187,25 +201,28 @@ impl Policy {
     }
 
     /// The index and action of the first rule matching this request.
-    pub fn matching_rule(&self, req: &RequestInfo) -> Option<(usize, Action)> {
+    pub fn matching_rule(&self, req: &RequestView) -> Option<(usize, Action)> {
         if self.rules.is_empty() {
             return None;
         }
-        // On every verify: compared without regard to case, not copied.
-        let path = normalize_path(&req.path);
         let host = req.host.as_bytes();
+        let method = req.method.as_deref();
         self.rules
             .iter()
             .position(|r| {
                 r.host.as_ref().is_none_or(|h| match h {
-                    HostPattern::Exact(e) => e.as_bytes().eq_ignore_ascii_case(host),
-                    HostPattern::Suffix(s) => {
-                        host.len() > s.len() && host[host.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
-                    }
-                }) && r.path.as_ref().is_none_or(|p| match p {
-                    PathPattern::Prefix(prefix) => path_has_prefix(&path, prefix),
-                    PathPattern::Glob(g) => glob(g.as_bytes(), path.as_bytes()),
-                }) && (r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(&req.method)))
+                    HostPattern::Exact(e) => e.as_bytes() == host,
+                    HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_bytes()),
+                }) && match method {
+                    _ if r.methods.is_empty() => true,
+                    // Not reported: it could be any method.
+                    None => r.protects,
+                    Some(m) => r.methods.iter().any(|x| x == m),
+                } && match &r.path {
+                    None => true,
+                    Some(p) if r.protects => req.paths().any(|path| p.matches(path, true)),
+                    Some(p) => req.paths().all(|path| p.matches(path, false)),
+                }
             })
             .map(|i| (i, self.rules[i].action))
     }
@@ -217,7 +234,7 @@ impl Policy {
     }
 
     /// Decides for a signed-in user; expression errors are logged.
-    pub fn decide(&self, req: &RequestInfo, identity: &Identity, claims: &StoredClaims) -> Decision {
+    pub fn decide(&self, req: &RequestView, identity: &Identity, claims: &StoredClaims) -> Decision {
         self.decide_matched(self.matching_rule(req), req, identity, claims)
     }
 
@@ -226,7 +243,7 @@ impl Policy {
     pub fn decide_matched(
         &self,
         matched: Option<(usize, Action)>,
-        req: &RequestInfo,
+        req: &RequestView,
         identity: &Identity,
         claims: &StoredClaims,
     ) -> Decision {
@@ -241,7 +258,7 @@ impl Policy {
     /// As [`Policy::decide`], collecting expression errors in `notes`.
     pub fn decide_noting(
         &self,
-        req: &RequestInfo,
+        req: &RequestView,
         identity: &Identity,
         claims: &StoredClaims,
         notes: &mut Vec<String>,
@@ -252,7 +269,7 @@ impl Policy {
     fn judge(
         &self,
         matched: Option<(usize, Action)>,
-        req: &RequestInfo,
+        req: &RequestView,
         identity: &Identity,
         claims: &StoredClaims,
         notes: &mut Vec<String>,
@@ -276,7 +293,7 @@ impl Policy {
     }
 
     /// The first requirement of `rule` the identity does not meet, if any.
-    fn unmet(&self, rule: &Rule, req: &RequestInfo, id: &Identity, claims: &StoredClaims, notes: &mut Vec<String>) -> Option<String> {
+    fn unmet(&self, rule: &Rule, req: &RequestView, id: &Identity, claims: &StoredClaims, notes: &mut Vec<String>) -> Option<String> {
         let groups = names::normalize_groups(id.groups(), self.group_paths);
         let roles = names::normalize_all(id.roles());
         let emails: Vec<String> = id.email().into_iter().chain(id.person_email()).map(names::normalize).collect();
@@ -321,11 +338,13 @@ impl Policy {
 }
 
 fn host_pattern(key: &str, host: &str) -> Result<HostPattern, ConfigError> {
-    let h = host.trim().to_ascii_lowercase();
+    let h = host.trim();
     let (suffix, name) = match h.strip_prefix("*.") {
         Some(rest) => (true, rest),
-        None => (false, h.as_str()),
+        None => (false, h),
     };
+    // Read as request hosts are: lower case, no trailing dot, IDNs in ASCII.
+    let name = crate::view::normalize_host(name).map(|n| n.into_owned()).unwrap_or_default();
     let valid = !name.is_empty()
         && name.split('.').all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     if !valid {
@@ -345,50 +364,32 @@ fn path_pattern(key: &str, path: &str) -> Result<PathPattern, ConfigError> {
         return Err(ConfigError::invalid(key, "matches the path only, without a fragment"));
     }
     let path = normalize_path(path).into_owned();
+    if path.contains(['\\', ';']) || path.split('/').any(|s| s == "." || s == "..") {
+        return Err(ConfigError::invalid(
+            key,
+            format!("`{path}` holds a \\, a ; or a dot segment, which requests that reach a rule never have"),
+        ));
+    }
     Ok(if path.contains(['*', '?']) { PathPattern::Glob(path) } else { PathPattern::Prefix(path) })
 }
 
-/// Collapses repeated slashes and decodes percent-encoded unreserved
-/// characters, the way the upstream will read the path. Most paths have
-/// neither and come back as they are.
-pub fn normalize_path(path: &str) -> Cow<'_, str> {
-    if !path.contains('%') && !path.contains("//") {
-        return Cow::Borrowed(path);
-    }
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(c) = hex.filter(|c| c.is_ascii_alphanumeric() || b"-._~".contains(c)) {
-                out.push(c);
-                i += 3;
-                continue;
-            }
-        }
-        if !(b == b'/' && out.last() == Some(&b'/')) {
-            out.push(b);
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8(out).unwrap_or_else(|_| path.to_string()))
-}
-
 /// `/admin` matches `/admin`, `/admin/` and `/admin/x`, not `/administrator`;
-/// `/admin/` matches `/admin/x`.
-fn path_has_prefix(path: &str, prefix: &str) -> bool {
-    path.starts_with(prefix)
-        && (prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
+/// `/admin/` matches `/admin/x`. With `fold`, in any ASCII letter case.
+fn path_has_prefix(path: &str, prefix: &str, fold: bool) -> bool {
+    let (p, x) = (path.as_bytes(), prefix.as_bytes());
+    p.len() >= x.len()
+        && if fold { p[..x.len()].eq_ignore_ascii_case(x) } else { &p[..x.len()] == x }
+        && (prefix.ends_with('/') || p.len() == x.len() || p[x.len()] == b'/')
 }
 
-/// `*` matches any run of bytes (`/` included), `?` exactly one character.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
+/// `*` matches any run of bytes (`/` included), `?` exactly one character;
+/// with `fold`, letters match in any ASCII case.
+fn glob(pattern: &[u8], text: &[u8], fold: bool) -> bool {
+    let same = |a: u8, b: u8| a == b || fold && a.eq_ignore_ascii_case(&b);
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() && (pattern[p] == text[t] || pattern[p] == b'?') {
+        if p < pattern.len() && (pattern[p] != b'*' && same(pattern[p], text[t]) || pattern[p] == b'?') {
             if pattern[p] == b'?' {
                 // One whole UTF-8 character.
                 t += 1;

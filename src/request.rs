@@ -7,8 +7,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use hyper::Method;
-use hyper::header::{self, HeaderMap, HeaderName};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 // Looked up on every verify: named once, not parsed from text each time.
@@ -91,28 +90,20 @@ impl Original<'_> {
 /// `default_scheme` is used when the proxy does not say (`public_url`'s).
 pub fn original_url<'a>(headers: &'a HeaderMap, flavor: Flavor, default_scheme: &str) -> Result<Original<'a>, &'static str> {
     if flavor == Flavor::Nginx {
-        if let Some(v) = headers.get(X_ORIGINAL_URL) {
-            // Trimmed as the URL parser trims it, so the checks below see
-            // the very text the parse does.
-            let text = v.to_str().map_err(|_| "X-Original-URL is not valid text")?.trim();
-            if let Some((host, path)) = plain_url(text) {
-                return Ok(Original { host, path, source: Source::Text(text) });
-            }
-            let url = Url::parse(text).map_err(|_| "X-Original-URL is not an absolute URL")?;
-            if url.scheme() != "http" && url.scheme() != "https" || url.host_str().is_none() {
-                return Err("X-Original-URL must be an http(s) URL with a host");
-            }
-            if !plain_target(text) {
-                return Err(NOT_PLAIN);
-            }
-            return Ok(Original::parsed(url));
+        if let Some(text) = single(headers, &X_ORIGINAL_URL)? {
+            let original = nginx_original_url(text)?;
+            agrees_with_forwarded(headers, text, &original)?;
+            return Ok(original);
         }
     }
     let proto = forwarded_proto(headers, default_scheme)?;
     let host = forwarded_host(headers)?;
-    let uri = header_str(headers, &X_FORWARDED_URI)?.unwrap_or("/");
+    let uri = single(headers, &X_FORWARDED_URI)?.unwrap_or("/");
     if !uri.starts_with('/') || uri.starts_with("//") {
         return Err("X-Forwarded-Uri must be a path starting with a single /");
+    }
+    if uri.contains('#') {
+        return Err(FRAGMENT);
     }
     if let (Some(plain_host), Some(path)) = (plain_host(host), plain_path(uri)) {
         return Ok(Original { host: plain_host, path, source: Source::Parts { proto, host, uri } });
@@ -125,6 +116,64 @@ pub fn original_url<'a>(headers: &'a HeaderMap, flavor: Flavor, default_scheme: 
         return Err("X-Forwarded-Host is not a host");
     }
     Ok(Original::parsed(url))
+}
+
+/// `X-Original-URL`, read.
+fn nginx_original_url(text: &str) -> Result<Original<'_>, &'static str> {
+    // A browser never sends a fragment; NGINX passes a raw `#` on as part
+    // of the path, which the app may read past (`/public/x#/../../admin`).
+    if text.contains('#') {
+        return Err(FRAGMENT);
+    }
+    if let Some((host, path)) = plain_url(text) {
+        return Ok(Original { host, path, source: Source::Text(text) });
+    }
+    let url = Url::parse(text).map_err(|_| "X-Original-URL is not an absolute URL")?;
+    if url.scheme() != "http" && url.scheme() != "https" || url.host_str().is_none() {
+        return Err("X-Original-URL must be an http(s) URL with a host");
+    }
+    if !plain_target(text) {
+        return Err(NOT_PLAIN);
+    }
+    Ok(Original::parsed(url))
+}
+
+const FRAGMENT: &str = "the request target holds a #, which browsers never send";
+
+/// On `/auth/nginx`, `X-Original-URL` is what portcullis reads; a proxy
+/// set up for other forward-auth services may send `X-Forwarded-*` as
+/// well (or instead, with a client's own `X-Original-URL` passed through).
+/// Both sets must then name the same request.
+fn agrees_with_forwarded(headers: &HeaderMap, text: &str, original: &Original) -> Result<(), &'static str> {
+    const DISAGREE: &str = "X-Original-URL and X-Forwarded-Proto/Host/Uri name different requests";
+    if let Some(uri) = single(headers, &X_FORWARDED_URI)? {
+        let after_scheme = text.split_once("://").map_or("", |(_, rest)| rest);
+        let target = after_scheme.find(['/', '?']).map_or("/", |i| &after_scheme[i..]);
+        if uri != target {
+            return Err(DISAGREE);
+        }
+    }
+    if headers.contains_key(X_FORWARDED_HOST) {
+        let named = crate::view::normalize_host(strip_port(forwarded_host(headers)?)).map_err(|_| DISAGREE)?;
+        if crate::view::normalize_host(original.host()).ok().as_deref() != Some(named.as_ref()) {
+            return Err(DISAGREE);
+        }
+    }
+    if headers.contains_key(X_FORWARDED_PROTO) {
+        let scheme = text.split_once("://").map_or("", |(s, _)| s);
+        if !forwarded_proto(headers, "https")?.eq_ignore_ascii_case(scheme) {
+            return Err(DISAGREE);
+        }
+    }
+    Ok(())
+}
+
+/// `host` without its `:port`.
+fn strip_port(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    }
 }
 
 /// Host and path of `http(s)://host[:port]/path?query#fragment` when the
@@ -220,19 +269,38 @@ fn is_dot_segment(segment: &[u8]) -> bool {
     rest.is_empty() && (dots == 1 || dots == 2)
 }
 
-/// The original request's method (upper-case), else the method of the
-/// request itself.
-pub fn original_method<'a>(headers: &'a HeaderMap, method: &'a Method, flavor: Flavor) -> Cow<'a, str> {
-    let names: &[HeaderName] = match flavor {
-        Flavor::Nginx => &[X_ORIGINAL_METHOD, X_FORWARDED_METHOD],
-        Flavor::Forward => &[X_FORWARDED_METHOD],
-    };
-    let reported = names.iter().find_map(|n| headers.get(n).and_then(|v| v.to_str().ok())).map(str::trim);
-    match reported.filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic())) {
-        Some(m) if m.bytes().all(|b| b.is_ascii_uppercase()) => Cow::Borrowed(m),
-        Some(m) => Cow::Owned(m.to_ascii_uppercase()),
-        None => Cow::Borrowed(method.as_str()),
+/// The original request's method as the proxy reports it (`X-Original-
+/// Method` or `X-Forwarded-Method` on `/auth/nginx`, which must agree when
+/// both are sent; `X-Forwarded-Method` on `/auth/forward`), upper-case;
+/// `None` when it reports none. Never the verify request's own method,
+/// which is the proxy's, not the client's.
+pub fn original_method(headers: &HeaderMap, flavor: Flavor) -> Result<Option<Cow<'_, str>>, &'static str> {
+    let forwarded = single(headers, &X_FORWARDED_METHOD)?.map(crate::view::normalize_method).transpose()?;
+    if flavor == Flavor::Forward {
+        return Ok(forwarded);
     }
+    match single(headers, &X_ORIGINAL_METHOD)?.map(crate::view::normalize_method).transpose()? {
+        Some(m) if forwarded.as_ref().is_some_and(|f| *f != m) => {
+            Err("X-Original-Method and X-Forwarded-Method name different methods")
+        }
+        Some(m) => Ok(Some(m)),
+        None => Ok(forwarded),
+    }
+}
+
+/// A header that names one thing: as trimmed text, every copy of it the
+/// same; an error when copies disagree or one is not valid text.
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, &'static str> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else { return Ok(None) };
+    let text = |v: &'a HeaderValue| v.to_str().map(str::trim).map_err(|_| "a forwarded header is not valid text");
+    let first = text(first)?;
+    for other in values {
+        if text(other)? != first {
+            return Err("a forwarded header is sent twice with different values");
+        }
+    }
+    Ok(Some(first))
 }
 
 /// A header as trimmed text; an error when it is not valid text.
@@ -283,8 +351,8 @@ pub fn request_base(headers: &HeaderMap, default_scheme: &str) -> Option<Url> {
 /// `default_scheme`; an error when it is neither http nor https.
 fn forwarded_proto(headers: &HeaderMap, default_scheme: &str) -> Result<&'static str, &'static str> {
     let scheme = |p: &str| ["http", "https"].into_iter().find(|s| s.eq_ignore_ascii_case(p));
-    match header_str(headers, &X_FORWARDED_PROTO)? {
-        Some(p) => scheme(p.split(',').next().unwrap_or("").trim()).ok_or("X-Forwarded-Proto must be http or https"),
+    match single(headers, &X_FORWARDED_PROTO)? {
+        Some(p) => scheme(one_of_list(p)?).ok_or("X-Forwarded-Proto must be http or https"),
         // `public_url`'s scheme, http or https (checked at start).
         None => Ok(scheme(default_scheme).unwrap_or("https")),
     }
@@ -293,8 +361,8 @@ fn forwarded_proto(headers: &HeaderMap, default_scheme: &str) -> Result<&'static
 /// The host the proxy reports (the first of `X-Forwarded-Host`, else
 /// `Host`), refusing anything that is not a bare host.
 fn forwarded_host(headers: &HeaderMap) -> Result<&str, &'static str> {
-    let host = match header_str(headers, &X_FORWARDED_HOST)? {
-        Some(h) => h.split(',').next().unwrap_or("").trim(),
+    let host = match single(headers, &X_FORWARDED_HOST)? {
+        Some(h) => one_of_list(h)?,
         None => header_str(headers, &header::HOST)?.ok_or("no X-Forwarded-Host or Host header")?,
     };
     if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
@@ -303,6 +371,18 @@ fn forwarded_host(headers: &HeaderMap) -> Result<&str, &'static str> {
     Ok(host)
 }
 
+
+/// The one value of a comma-separated list whose items must all agree
+/// (a proxy that appends to `X-Forwarded-Host` or `-Proto` instead of
+/// setting it may pass a client's value on in front).
+fn one_of_list(value: &str) -> Result<&str, &'static str> {
+    let mut items = value.split(',').map(str::trim);
+    let first = items.next().unwrap_or("");
+    if items.any(|i| !i.eq_ignore_ascii_case(first)) {
+        return Err("X-Forwarded-Host or -Proto lists different values");
+    }
+    Ok(first)
+}
 
 /// The client's address as the proxy reports it, else the peer's.
 pub fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> String {

@@ -30,7 +30,8 @@ use crate::identity::{Identity, Mapper};
 use crate::deadline::{self, Activity};
 use crate::metrics::Outcome;
 use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
-use crate::policy::{Action, Decision, Policy, RequestInfo};
+use crate::policy::{Action, Decision, Policy};
+use crate::view::RequestView;
 use crate::redirect::Redirects;
 use crate::request::{Flavor, Original, client_ip, cookie_pairs, cookies, original_method, original_url, request_base, wants_html};
 use crate::session::cookie::{Purpose, Sealer};
@@ -68,6 +69,8 @@ pub struct App {
     rules: arc_swap::ArcSwap<Rules>,
     redirects: Redirects,
     login_cookie_path: String,
+    /// Who may ask the verify endpoints.
+    trusted: crate::peers::TrustedProxies,
 }
 
 /// The settings a reload replaces without a restart: identity rules,
@@ -121,6 +124,7 @@ impl App {
             graph: crate::graph::Graph::new(&config)?,
             rules: arc_swap::ArcSwap::from_pointee(Rules::new(config.clone())?),
             redirects: Redirects::new(config.allowed_redirect_domains.clone()),
+            trusted: crate::peers::TrustedProxies::new(config.trusted_proxies.clone()),
             store,
             oidc,
             login_cookie_path,
@@ -338,14 +342,19 @@ async fn verify_inner(
     flavor: Flavor,
     peer: SocketAddr,
 ) -> (Response<Body>, Outcome) {
+    if !app.trusted.admits(peer.ip()) {
+        return (page(req, StatusCode::FORBIDDEN, "Forbidden", "This address may not ask for verification."), Outcome::BadRequest);
+    }
+    let bad = |reason| (page(req, StatusCode::BAD_REQUEST, "Bad request", reason), Outcome::BadRequest);
     let original = match original_url(req.headers(), flavor, app.config.public_url.scheme()) {
         Ok(u) => u,
-        Err(reason) => return (page(req, StatusCode::BAD_REQUEST, "Bad request", reason), Outcome::BadRequest),
+        Err(reason) => return bad(reason),
     };
-    let info = RequestInfo {
-        host: original.host().into(),
-        path: original.path().into(),
-        method: original_method(req.headers(), req.method(), flavor),
+    let info = match original_method(req.headers(), flavor)
+        .and_then(|method| Ok(RequestView { method, ..RequestView::new(original.host(), original.path(), None)? }))
+    {
+        Ok(v) => v,
+        Err(reason) => return bad(reason),
     };
     let rules = app.rules.load();
     let matched = rules.policy.matching_rule(&info);

@@ -100,6 +100,13 @@ fn a_role_restricted_host_denies_with_exit_1() {
     assert_eq!(r.code, 1);
     assert!(r.stdout.contains("request   POST photos.example.com/admin/users"), "{}", r.stdout);
     assert!(r.stdout.contains("decision  deny: policy[2] denies this request"), "{}", r.stdout);
+
+    // The readings it judged are shown: an app that decodes %2F serves
+    // /admin/users, so the rule for /admin applies.
+    let r = explain(&f, &["--url", "https://Photos.Example.com./admin%2Fusers", "--method", "post"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("request   POST photos.example.com/admin%2Fusers\npath      /admin%2Fusers\ndecoded   /admin/users\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("decision  deny: policy[2] denies this request"), "{}", r.stdout);
 }
 
 #[test]
@@ -162,7 +169,8 @@ fn bad_input_exits_2_with_a_reason() {
         (vec!["--claims", not_object.to_str().unwrap()], "must be a JSON object"),
         (vec!["--claims", broken.to_str().unwrap()], "not valid JSON"),
         (vec!["--claims", good.to_str().unwrap(), "--url", "photos.example.com/x"], "not an absolute URL"),
-        (vec!["--claims", good.to_str().unwrap(), "--url", "ftp://x.example.com/"], "http or https"),
+        (vec!["--claims", good.to_str().unwrap(), "--url", "ftp://x.example.com/"], "must be an http(s) URL"),
+        (vec!["--claims", good.to_str().unwrap(), "--url", "https://x.example.com/public/..%2fadmin"], "would be refused with 400 Bad Request: the request path holds a dot segment"),
         (vec!["--claims", good.to_str().unwrap(), "--url", "https://x.example.com/", "--method", "G E T"], "not an HTTP method"),
     ];
     for (args, want) in cases {

@@ -62,13 +62,8 @@ fn policy(toml: &str) -> Policy {
 }
 
 /// The request as verify builds it from the original URL.
-fn req(method: &str, url: &str) -> RequestInfo<'static> {
-    let u = url::Url::parse(url).unwrap();
-    RequestInfo {
-        host: u.host_str().unwrap().to_ascii_lowercase().into(),
-        path: u.path().to_string().into(),
-        method: method.to_string().into(),
-    }
+fn req(method: &str, url: &str) -> RequestView<'static> {
+    crate::explain::request_info(url, method).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn identity(user: &str, role: &str, groups: &[&str], email: &str) -> Identity {
@@ -99,13 +94,80 @@ fn bypass_rules_need_no_login() {
         ("HEAD", "https://photos.example.com/share/x", true),
         ("POST", "https://photos.example.com/share", false),
         ("GET", "https://photos.example.com/shared", false),
-        // Traversal and encoding cannot reach outside a bypass.
-        ("GET", "https://photos.example.com/api/shared-link/../albums", false),
-        ("GET", "https://photos.example.com/api/shared-link/%2e%2e/albums", false),
+        // Every reading must be inside a bypass.
+        ("GET", "https://photos.example.com/api/shared-link%2Fabc", false),
+        ("GET", "https://photos.example.com/api/shared-link;x/abc", false),
+        ("GET", "https://photos.example.com/API/shared-link/abc", false),
+        ("GET", "https://photos.example.com/share./x", false),
+        // A method the proxy did not report is not one a rule lists.
+        ("", "https://photos.example.com/share", false),
     ];
     for (method, url, want) in cases {
-        assert_eq!(matches!(p.matching_rule(&req(method, url)), Some((_, Action::Bypass))), want, "{method} {url}");
+        let r = if method.is_empty() { RequestView { method: None, ..req("GET", url) } } else { req(method, url) };
+        assert_eq!(matches!(p.matching_rule(&r), Some((_, Action::Bypass))), want, "{method} {url}");
     }
+    // Traversal and encodings some app reads as another path are refused
+    // before any rule is asked.
+    for url in [
+        "https://photos.example.com/api/shared-link/../albums",
+        "https://photos.example.com/api/shared-link/%2e%2e/albums",
+        "https://photos.example.com/api/shared-link/..%2falbums",
+        "https://photos.example.com/api/shared-link/..;/albums",
+        "https://photos.example.com/api/shared-link/x#/../../albums",
+    ] {
+        assert!(crate::explain::request_info(url, "GET").is_err(), "{url}");
+    }
+}
+
+#[test]
+fn a_protecting_prefix_with_a_slash_covers_the_bare_path_and_a_bypass_is_never_widened() {
+    let p = policy(
+        r#"
+[[policy]]
+path = "/public/"
+action = "bypass"
+
+[[policy]]
+path = "/admin/"
+action = "allow"
+groups = ["admins"]
+
+[[policy]]
+path = "/private/"
+action = "deny"
+"#,
+    );
+    let bob = identity("bob", "user", &["family"], "bob@example.com");
+    let claims = StoredClaims::default();
+    for url in ["https://a.example.com/admin", "https://a.example.com/ADMIN", "https://a.example.com/admin;x"] {
+        assert!(matches!(p.decide(&req("GET", url), &bob, &claims), Decision::Deny { rule: Some(1), .. }), "{url}");
+    }
+    assert!(matches!(p.decide(&req("GET", "https://a.example.com/private"), &bob, &claims), Decision::Deny { rule: Some(2), .. }));
+    assert_eq!(p.matching_rule(&req("GET", "https://a.example.com/public/x")), Some((0, Action::Bypass)));
+    assert_eq!(p.matching_rule(&req("GET", "https://a.example.com/public")), None);
+    assert_eq!(p.matching_rule(&req("GET", "https://a.example.com/administrator")), None);
+}
+
+#[test]
+fn rules_with_methods_protect_whatever_the_method() {
+    let p = policy(
+        r#"
+[[policy]]
+path = "/api/"
+methods = ["DELETE", "m-search"]
+action = "deny"
+
+[[policy]]
+path = "/api/"
+methods = ["GET"]
+action = "bypass"
+"#,
+    );
+    let unreported = |url| RequestView { method: None, ..req("GET", url) };
+    assert_eq!(p.matching_rule(&unreported("https://a.example.com/api/x")), Some((0, Action::Deny)));
+    assert_eq!(p.matching_rule(&req("M-SEARCH", "https://a.example.com/api/x")), Some((0, Action::Deny)));
+    assert_eq!(p.matching_rule(&req("VERSION-CONTROL", "https://a.example.com/api/x")), None);
+    assert_eq!(p.matching_rule(&req("get", "https://a.example.com/api/x")), Some((1, Action::Bypass)));
 }
 
 #[test]
@@ -127,6 +189,17 @@ fn decisions_per_host_path_and_identity() {
         ("GET", "https://wiki.example.com/admin", &admin, Err("groups wiki-admins, staff")),
         ("GET", "https://wiki.example.com//admin", &admin, Err("policy[4]")),
         ("GET", "https://wiki.example.com/%61dmin", &admin, Err("policy[4]")),
+        // A protecting rule covers every reading an app may serve.
+        ("GET", "https://wiki.example.com/ADMIN/x", &admin, Err("policy[4]")),
+        ("GET", "https://wiki.example.com/Admin", &admin, Err("policy[4]")),
+        ("GET", "https://wiki.example.com/admin%2Fpages", &admin, Err("policy[4]")),
+        ("GET", "https://wiki.example.com/admin%5Cpages", &admin, Err("policy[4]")),
+        ("GET", "https://wiki.example.com/admin;jsessionid=1/x", &admin, Err("policy[4]")),
+        ("GET", "https://wiki.example.com/admin./x", &admin, Err("policy[4]")),
+        ("GET", "https://wiki.example.com/admin%20/x", &admin, Err("policy[4]")),
+        ("GET", "https://WIKI.example.com./admin", &admin, Err("policy[4]")),
+        ("GET", "https://wiki.example.com:8443/admin", &admin, Err("policy[4]")),
+        ("POST", "https://a.internal.example.com./", &user, Err("policy[3] denies")),
         ("GET", "https://wiki.example.com/administrator", &admin, Ok(allow(None))),
         ("GET", "https://wiki.example.com/pages", &outsider, Ok(allow(None))),
         ("POST", "https://photos.example.com/api/admin/album/7/delete", &admin, Err("expression (policy[5].expr)")),
@@ -180,12 +253,12 @@ fn globs_and_prefixes() {
         ("/a*b*c", "/aXXbYY", false),
     ];
     for (pattern, path, want) in cases {
-        assert_eq!(glob(pattern.as_bytes(), path.as_bytes()), want, "{pattern} {path}");
+        assert_eq!(glob(pattern.as_bytes(), path.as_bytes(), false), want, "{pattern} {path}");
     }
-    assert!(path_has_prefix("/admin/x", "/admin"));
-    assert!(path_has_prefix("/admin", "/admin"));
-    assert!(!path_has_prefix("/administrator", "/admin"));
-    assert!(path_has_prefix("/admin/x", "/admin/"));
+    assert!(path_has_prefix("/admin/x", "/admin", false));
+    assert!(path_has_prefix("/admin", "/admin", false));
+    assert!(!path_has_prefix("/administrator", "/admin", false));
+    assert!(path_has_prefix("/admin/x", "/admin/", false));
     assert_eq!(normalize_path("//a///%62%2Fc%7e"), "/a/b%2Fc~");
 }
 
