@@ -8,6 +8,7 @@ pub mod idp;
 pub mod proxy;
 pub mod redis;
 pub mod service;
+pub mod stack;
 pub mod upstream;
 
 use std::time::Duration;
