@@ -11,7 +11,9 @@
 //!   sent;
 //! - the **decoded path**: every escape decoded once, `\` read as `/`, each
 //!   segment's `;params` removed, trailing dots and spaces of a segment
-//!   removed, repeated slashes collapsed.
+//!   removed, repeated slashes collapsed;
+//! - the same with `;params` removed before decoding too, as Tomcat does
+//!   (`/;%2f..` is one parameter there, a separator elsewhere).
 //!
 //! A path that could mean a different resource to some app is refused
 //! (400): a dot segment (`.`, `..`, encoded or `;`-suffixed) in either
@@ -37,8 +39,9 @@ pub struct RequestView<'a> {
     pub raw_path: Cow<'a, str>,
     /// The path: slashes collapsed, unreserved characters decoded.
     pub path: Cow<'a, str>,
-    /// The decoded path, when it differs from `path`.
-    pub decoded: Option<Cow<'a, str>>,
+    /// The other readings of the path (decoded, see the module docs), when
+    /// they differ from `path`.
+    pub decoded: Vec<Cow<'a, str>>,
     /// Upper-case; `None` when the proxy did not say.
     pub method: Option<Cow<'a, str>>,
 }
@@ -57,10 +60,10 @@ impl<'a> RequestView<'a> {
         })
     }
 
-    /// Every reading of the path: the path, then the decoded path when it
-    /// differs.
+    /// Every reading of the path: the path, then the decoded ones that
+    /// differ.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.path.as_ref()).chain(self.decoded.as_deref())
+        std::iter::once(self.path.as_ref()).chain(self.decoded.iter().map(|d| d.as_ref()))
     }
 
     /// The same view, owning its text.
@@ -69,31 +72,40 @@ impl<'a> RequestView<'a> {
             host: Cow::Owned(self.host.into_owned()),
             raw_path: Cow::Owned(self.raw_path.into_owned()),
             path: Cow::Owned(self.path.into_owned()),
-            decoded: self.decoded.map(|d| Cow::Owned(d.into_owned())),
+            decoded: self.decoded.into_iter().map(|d| Cow::Owned(d.into_owned())).collect(),
             method: self.method.map(|m| Cow::Owned(m.into_owned())),
         }
     }
 }
 
-/// The path and, when it differs, the decoded path of a raw path (no
-/// query, no fragment); an error when some app could read it as another
-/// resource.
-pub fn path_views(raw: &str) -> Result<(Cow<'_, str>, Option<Cow<'_, str>>), &'static str> {
+/// The path and the decoded readings that differ from it, of a raw path
+/// (no query, no fragment); an error when some app could read it as
+/// another resource.
+pub fn path_views(raw: &str) -> Result<(Cow<'_, str>, Vec<Cow<'_, str>>), &'static str> {
     if !raw.starts_with('/') {
         return Err("the request path must start with /");
     }
-    // On every verify: most paths need neither reading changed, which one
-    // pass over the bytes shows.
+    // On every verify: most paths need no reading changed, which one pass
+    // over the bytes shows.
     if is_plain(raw.as_bytes()) {
-        return Ok((Cow::Borrowed(raw), None));
+        return Ok((Cow::Borrowed(raw), Vec::new()));
     }
     let path = normalize_path(raw);
-    let decoded = decoded_path(raw)?;
     if path.split('/').any(|s| s == "." || s == "..") {
         return Err(DOT_SEGMENT);
     }
-    let decoded = (decoded != path).then_some(Cow::Owned(decoded));
+    let mut decoded: Vec<Cow<'_, str>> = Vec::new();
+    for d in [decoded_path(raw)?, decoded_path(&without_params(raw))?] {
+        if d != path && !decoded.iter().any(|x| *x == d) {
+            decoded.push(Cow::Owned(d));
+        }
+    }
     Ok((path, decoded))
+}
+
+/// `raw` with each segment's `;params` removed, before any decoding.
+fn without_params(raw: &str) -> String {
+    raw.split('/').map(|s| s.split(';').next().unwrap_or_default()).collect::<Vec<_>>().join("/")
 }
 
 const DOT_SEGMENT: &str = "the request path holds a dot segment (., .. or an encoded or ;-suffixed form)";
@@ -233,7 +245,7 @@ mod tests {
     use super::*;
 
     fn views(raw: &str) -> Result<(String, Option<String>), &'static str> {
-        path_views(raw).map(|(p, d)| (p.into_owned(), d.map(Cow::into_owned)))
+        path_views(raw).map(|(p, d)| (p.into_owned(), d.first().map(|d| d.to_string())))
     }
 
     #[test]
@@ -262,6 +274,13 @@ mod tests {
         ] {
             assert_eq!(views(raw), Ok((path.to_string(), decoded.map(str::to_string))), "{raw}");
         }
+    }
+
+    #[test]
+    fn params_are_removed_before_decoding_too() {
+        let (path, decoded) = path_views("/;%2f%61/admin").unwrap();
+        assert_eq!(path, "/;%2fa/admin");
+        assert_eq!(decoded, ["/a/admin", "/admin"]);
     }
 
     #[test]

@@ -22,11 +22,11 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::proxy::{TestTls, repo_path};
 use common::stack::{APP, Layout, ProxyKind, Stack, have, sign_in_cookie};
+use common::readings::{Who, admitted, readings};
 use common::upstream::Seen;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -45,12 +45,6 @@ struct Probe {
     must_admit: Option<Who>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Who {
-    Nobody,
-    /// Signed in, in `family` and `photos`, not in `admins`.
-    Alice,
-}
 
 // ------------------------------------------------------------ the corpus
 
@@ -193,80 +187,6 @@ fn the_corpus_file_is_the_generated_one() {
 }
 
 // ------------------------------------------------------------ the oracle
-
-/// Every path an app may serve for `target`: each combination of the ways
-/// apps read a path.
-fn readings(target: &str) -> BTreeSet<String> {
-    let raw = target.split('?').next().unwrap_or("");
-    type Step = fn(&str) -> String;
-    let steps: [Step; 7] = [
-        |p| p.split('#').next().unwrap_or("").to_string(),
-        |p| String::from_utf8_lossy(&percent_decode(p.as_bytes())).into_owned(),
-        |p| p.split('/').map(|s| s.split(';').next().unwrap_or("")).collect::<Vec<_>>().join("/"),
-        |p| p.replace('\\', "/"),
-        resolve_dots,
-        |p| p.split('/').map(|s| s.trim_end_matches(['.', ' '])).collect::<Vec<_>>().join("/"),
-        |p| p.to_lowercase(),
-    ];
-    let mut out = BTreeSet::new();
-    for mask in 0..(1u32 << steps.len()) {
-        let mut p = raw.to_string();
-        for (i, step) in steps.iter().enumerate() {
-            if mask & (1 << i) != 0 {
-                p = step(&p);
-            }
-        }
-        out.insert(p);
-    }
-    out
-}
-
-fn percent_decode(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-/// RFC 3986 dot-segment removal, with empty segments collapsed.
-fn resolve_dots(p: &str) -> String {
-    let mut stack: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                stack.pop();
-            }
-            s => stack.push(s),
-        }
-    }
-    let trailing = p.ends_with('/') || p.ends_with("/.") || p.ends_with("/..");
-    let mut out = format!("/{}", stack.join("/"));
-    if trailing && out != "/" {
-        out.push('/');
-    }
-    out
-}
-
-/// The shipped policy, for one clean path.
-fn admitted(path: &str, who: Who) -> bool {
-    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
-    match who {
-        Who::Nobody => path.starts_with("/public/"),
-        Who::Alice => !under("/admin"),
-    }
-}
 
 /// What `who` may see in the app's request headers: identity headers
 /// (under any spelling) as portcullis sends them, no portcullis cookie.

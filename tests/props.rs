@@ -6,6 +6,8 @@
 //! Each generator mixes arbitrary input with input built from the pieces
 //! that real attacks are made of, so the interesting cases come up often.
 
+mod common;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
@@ -691,4 +693,63 @@ proptest! {
             prop_assert_eq!(signs_in(&m, &[&format!("/parent/{name}")]), leaf, "/parent/{} ({:?})", name, paths);
         }
     }
+}
+
+// ------------------------------------------------------- request view
+
+/// The pieces paths that slip past forward-auth services are made of.
+const PATH_PIECES: &[&str] = &[
+    "/", "/", "/", "admin", "ADMIN", "public", "x", "photos", ".", "..", "%2e", "%2E", "%2f", "%2F", "%5c", "%5C", "\\", ";",
+    ";x", "%3b", "%00", "%09", "%20", " ", "%25", "%252f", "%", "%zz", "%61", "%41", "#", "?", "=", "..;", "//", "~",
+    "\u{e9}", "%c3%a9", "%ff",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+    /// The shipped policy, asked through the request view, admits only what
+    /// every app reading of the path admits: whenever portcullis would let
+    /// a request through (a bypass for nobody; an allow for a signed-in
+    /// non-admin), no way an app reads the path names a resource the policy
+    /// refuses that person. And a refusal is a clear 400, never a panic.
+    #[test]
+    fn what_the_view_admits_every_reading_admits(path in joined(PATH_PIECES, 1, 10).prop_map(|p| format!("/{p}"))) {
+        use common::readings::{Who, admitted, readings};
+        use portcullis::view::RequestView;
+        let target = path.split(['?', '#']).next().unwrap().to_string();
+        let Ok(view) = RequestView::new("app.example.com", &target, Some("GET")) else { return Ok(()) };
+        let policy = shipped_policy();
+        let alice: Identity = IdentityParts {
+            user: "alice".into(),
+            person: "alice".into(),
+            groups: vec!["family".into(), "photos".into()],
+            subject: "alice".into(),
+            ..Default::default()
+        }
+        .into();
+        let bypass = matches!(policy.matching_rule(&view), Some((_, portcullis::policy::Action::Bypass)));
+        let allowed = matches!(
+            policy.decide(&view, &alice, &portcullis::claims::StoredClaims::default()),
+            portcullis::policy::Decision::Allow { .. }
+        );
+        for r in readings(&target) {
+            if bypass {
+                prop_assert!(admitted(&r, Who::Nobody), "{} bypassed, but an app may read it as {}", target, r);
+            }
+            if allowed {
+                prop_assert!(admitted(&r, Who::Alice), "{} allowed to a non-admin, but an app may read it as {}", target, r);
+            }
+        }
+    }
+}
+
+fn shipped_policy() -> portcullis::policy::Policy {
+    static POLICY: std::sync::OnceLock<portcullis::policy::Policy> = std::sync::OnceLock::new();
+    POLICY
+        .get_or_init(|| {
+            let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/portcullis.toml")).unwrap();
+            let config = portcullis::Config::from_toml_str(&text).unwrap();
+            portcullis::policy::Policy::new(&config).unwrap()
+        })
+        .clone()
 }

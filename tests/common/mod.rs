@@ -6,6 +6,7 @@
 pub mod graph;
 pub mod idp;
 pub mod proxy;
+pub mod readings;
 pub mod redis;
 pub mod service;
 pub mod stack;
