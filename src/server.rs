@@ -571,6 +571,27 @@ async fn callback_inner(
     let Some(code) = query_param(req, "code").filter(|c| !c.is_empty()) else {
         return page(req, StatusCode::BAD_REQUEST, "Bad request", "The identity provider sent no authorization code.");
     };
+    // The attempt lives in the browser's cookie, which can be sent again:
+    // spend its state in the store first, so each attempt reaches the
+    // provider's token endpoint once at most.
+    match app.store.claim(&format!("login:{}", attempt.state), LOGIN_TIMEOUT).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(event = "login_refused", reason = "replayed state", client_ip, "login refused");
+            crate::metrics::get().login("refused", "state");
+            return page(
+                req,
+                StatusCode::BAD_REQUEST,
+                "Sign-in expired",
+                "This sign-in link was already used. Please start again.",
+            );
+        }
+        Err(e) => {
+            tracing::error!(event = "login_failed", reason = %e, client_ip, "the login attempt could not be recorded");
+            crate::metrics::get().login("failed", "store");
+            return page(req, StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", "Your sign-in could not be completed. Please try again.");
+        }
+    }
     let result = match app.oidc.finish(&code, &attempt).await {
         Ok(r) => r,
         Err(e) => {

@@ -379,6 +379,35 @@ async fn bad_or_replayed_state_is_refused() {
     assert!(!session_cookie_set(&replay));
 }
 
+/// A login cookie sent again with its callback (a replay, or a script
+/// hammering the callback) must not reach the provider again: each such
+/// call spends the client's rate at the provider.
+#[tokio::test]
+async fn a_replayed_login_cookie_reaches_the_token_endpoint_once() {
+    let idp = Idp::start().await;
+    let svc = service(&idp).await;
+    let start = plain().get(format!("{}/oauth2/start", svc.url)).send().await.unwrap();
+    let login_cookie = set_cookies(&start).into_iter().find(|c| c.starts_with("_portcullis_login_")).unwrap();
+    let pair = login_cookie.split(';').next().unwrap().to_string();
+    let at = plain().get(location(&start)).send().await.unwrap();
+    let cb_url = location(&at);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let (cb_url, pair) = (cb_url.clone(), pair.clone());
+        set.spawn(async move { plain().get(&cb_url).header("cookie", pair).send().await.unwrap().status().as_u16() });
+    }
+    let mut statuses = set.join_all().await;
+    statuses.sort();
+    assert_eq!(statuses.iter().filter(|s| **s == 302).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s != 302).all(|s| *s == 400), "{statuses:?}");
+    assert_eq!(idp.requests_to("/token").await.len(), 1, "the provider was asked more than once");
+    // Later, one by one: still refused, still not sent on.
+    let r = plain().get(&cb_url).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(!session_cookie_set(&r));
+    assert_eq!(idp.requests_to("/token").await.len(), 1);
+}
+
 #[tokio::test]
 async fn tampered_truncated_and_foreign_cookies_are_signed_out() {
     let idp = Idp::start().await;
