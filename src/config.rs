@@ -709,6 +709,20 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
         }
         None => None,
     };
+    // Browsers drop a cookie whose name promises what its attributes do not.
+    let cookie_secure = raw.cookie_secure.unwrap_or(true);
+    if cookie_name.starts_with("__Host-") && cookie_domain.is_some() {
+        return Err(ConfigError::invalid(
+            "session.cookie_domain",
+            format!("cannot be set with the `__Host-` cookie name `{cookie_name}` (browsers refuse a __Host- cookie with a Domain)"),
+        ));
+    }
+    if (cookie_name.starts_with("__Host-") || cookie_name.starts_with("__Secure-")) && !cookie_secure {
+        return Err(ConfigError::invalid(
+            "session.cookie_secure",
+            format!("cannot be false with the cookie name `{cookie_name}` (browsers refuse a __Host- or __Secure- cookie without Secure)"),
+        ));
+    }
 
     let keys_text: Option<Vec<Secret>> = match (raw.keys, raw.keys_file) {
         (Some(_), Some(_)) => {
@@ -776,7 +790,7 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
         redis_ca_file: raw.redis_ca_file,
         cookie_name,
         cookie_domain,
-        cookie_secure: raw.cookie_secure.unwrap_or(true),
+        cookie_secure,
         keys,
         keys_generated,
         ttl,

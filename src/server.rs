@@ -517,7 +517,7 @@ fn start(app: &App, req: &Request<Incoming>) -> Response<Body> {
 }
 
 fn login_cookie_prefix(app: &App) -> String {
-    format!("{}_login_", app.config.session.cookie_name)
+    format!("{}_login_", scoped_cookie_base(app))
 }
 
 fn login_cookie_name(app: &App, state: &str) -> String {
@@ -674,13 +674,19 @@ async fn callback_inner(
 /// to 4096 bytes, name and attributes included.
 const MAX_HINT_COOKIE: usize = 3800;
 
-fn logout_hint_name(app: &App) -> String {
+/// The start of the names of cookies scoped to a path (login attempts, the
+/// logout hint): the session cookie's name, but `__Secure-` for
+/// `__Host-`, whose cookies must have `Path=/`.
+fn scoped_cookie_base(app: &App) -> String {
     let name = &app.config.session.cookie_name;
     match name.strip_prefix("__Host-") {
-        // A __Host- cookie must have Path=/; this one is scoped to logout.
-        Some(rest) => format!("__Secure-{rest}_logout"),
-        None => format!("{name}_logout"),
+        Some(rest) => format!("__Secure-{rest}"),
+        None => name.clone(),
     }
+}
+
+fn logout_hint_name(app: &App) -> String {
+    format!("{}_logout", scoped_cookie_base(app))
 }
 
 fn logout_hint_path(app: &App) -> String {
@@ -900,7 +906,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A `Set-Cookie` value. A `__Secure-` or `__Host-` name always gets
+/// `Secure`, and a `__Host-` one never a Domain (configuration refuses
+/// both mismatches; this keeps every cookie valid for its name regardless).
 fn set_cookie(name: &str, value: &str, path: &str, domain: Option<&str>, secure: bool, max_age: Option<u64>) -> String {
+    let host = name.starts_with("__Host-");
+    debug_assert!(!host || path == "/", "a __Host- cookie needs Path=/");
+    let secure = secure || host || name.starts_with("__Secure-");
+    let domain = domain.filter(|_| !host);
     let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
     if let Some(d) = domain {
         c.push_str("; Domain=");
