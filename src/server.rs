@@ -443,9 +443,20 @@ struct Loaded {
     stale_key: bool,
 }
 
+/// Most distinct session cookie values tried for one request: a browser
+/// may send two (say, one for the host and an older one for the parent
+/// domain); more only cost store reads.
+const MAX_SESSION_CANDIDATES: usize = 2;
+
 /// The signed-in session, if the cookie opens and the store knows it.
 async fn load_session(app: &App, headers: &HeaderMap) -> Result<Option<Loaded>, StoreError> {
+    let mut tried: [Option<&str>; MAX_SESSION_CANDIDATES] = [None; MAX_SESSION_CANDIDATES];
     for value in cookies(headers, &app.config.session.cookie_name) {
+        if tried.contains(&Some(value)) {
+            continue;
+        }
+        let Some(slot) = tried.iter_mut().find(|t| t.is_none()) else { break };
+        *slot = Some(value);
         let Some(opened) = app.sealer.open(Purpose::Session, value) else { continue };
         let Some(id) = SessionId::from_bytes(&opened.payload) else { continue };
         let key = id.store_key();
