@@ -781,8 +781,15 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
 
 /// Largest request body read (back-channel logout).
 const MAX_REQUEST_BODY: usize = 64 * 1024;
-/// How long a logout token's `jti` is remembered against replay.
+/// Least time a logout token's `jti` is remembered against replay.
 const JTI_MEMORY: Duration = Duration::from_secs(600);
+
+/// How long a logout token's `jti` is remembered: as long as a token
+/// carrying it can be accepted. Its `iat` may be up to `leeway` ahead, and
+/// it is accepted until `iat` is `LOGOUT_TOKEN_MAX_AGE` plus `leeway` behind.
+fn jti_memory(leeway: Duration) -> Duration {
+    JTI_MEMORY.max(crate::oidc::LOGOUT_TOKEN_MAX_AGE + leeway * 2)
+}
 
 /// OpenID Connect Back-Channel Logout: the provider ends sessions by `sid`
 /// or `sub`. 200 when the token is valid (even if no session matched), 400
@@ -811,7 +818,7 @@ async fn backchannel_logout(app: &App, req: Request<Incoming>) -> Response<Body>
         }
         Err(e) => return bad(&e.to_string()),
     };
-    match app.store.claim(&format!("jti:{}", claims.jti), JTI_MEMORY).await {
+    match app.store.claim(&format!("jti:{}", claims.jti), jti_memory(app.config.oidc.leeway)).await {
         Ok(true) => {}
         Ok(false) => return bad("the logout token was already used (jti replayed)"),
         Err(_) => return json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "temporarily_unavailable"})),
