@@ -68,6 +68,7 @@ pub struct App {
     rules: arc_swap::ArcSwap<Rules>,
     redirects: Redirects,
     login_cookie_path: String,
+    refresh_waits: crate::refresh::Waits,
 }
 
 /// The settings a reload replaces without a restart: identity rules,
@@ -124,6 +125,7 @@ impl App {
             store,
             oidc,
             login_cookie_path,
+            refresh_waits: crate::refresh::Waits::new(&config.session),
             config,
         }))
     }
@@ -138,6 +140,7 @@ impl App {
             keep_claims: rules.keep_claims,
             graph: &self.graph,
             config: &self.config.session,
+            waits: &self.refresh_waits,
         }
     }
 

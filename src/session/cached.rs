@@ -69,19 +69,11 @@ impl SessionStore for CachedStore {
             }
         }
         crate::metrics::get().session_cache(false);
-        let fetched = Instant::now();
-        let writes = self.writes.load(Ordering::SeqCst);
-        let found = self.inner.get(key).await?;
-        if let Some(session) = &found {
-            self.cache.insert(*key, Entry { session: Arc::clone(session), fetched });
-            // A write that counted after this read began may have come
-            // before or after the insert: if after, its second
-            // invalidation removed the entry; if before, this does.
-            if self.writes.load(Ordering::SeqCst) != writes {
-                self.cache.invalidate(key);
-            }
-        }
-        Ok(found)
+        self.fetch(key).await
+    }
+
+    async fn get_fresh(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
+        self.fetch(key).await
     }
 
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError> {
@@ -110,6 +102,28 @@ impl SessionStore for CachedStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+}
+
+impl CachedStore {
+    /// Reads `inner` and caches what it found (a session ended there
+    /// leaves this cache too).
+    async fn fetch(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
+        let fetched = Instant::now();
+        let writes = self.writes.load(Ordering::SeqCst);
+        let found = self.inner.get(key).await?;
+        if let Some(session) = &found {
+            self.cache.insert(*key, Entry { session: Arc::clone(session), fetched });
+            // A write that counted after this read began may have come
+            // before or after the insert: if after, its second
+            // invalidation removed the entry; if before, this does.
+            if self.writes.load(Ordering::SeqCst) != writes {
+                self.cache.invalidate(key);
+            }
+        } else {
+            self.cache.invalidate(key);
+        }
+        Ok(found)
     }
 }
 

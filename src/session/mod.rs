@@ -225,6 +225,12 @@ impl Index {
 #[async_trait::async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     async fn get(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError>;
+    /// As [`SessionStore::get`], but from the store itself, past any copy
+    /// this process keeps: for decisions other instances may have made
+    /// meanwhile (has the session been refreshed?).
+    async fn get_fresh(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
+        self.get(key).await
+    }
     /// Stores `session` (and its index entries); it expires by itself
     /// after `ttl`.
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError>;
