@@ -186,7 +186,7 @@ impl Upkeep<'_> {
                 .derive(self.graph, &id, refreshed.userinfo_claims.as_ref(), Some(&refreshed.access_token))
                 .await;
             match identity {
-                Ok(identity) => (Some(StoredClaims::keep(&claims, self.keep_claims)), identity),
+                Ok(identity) => (Some(StoredClaims::keep(&claims, self.keep_claims)), crate::session::capped(identity)),
                 Err(refusal) => {
                     return self.end_refused(key, &session, &format!("no longer allowed: {refusal}"), "no_longer_allowed").await;
                 }

@@ -630,7 +630,7 @@ async fn callback_inner(
         .derive(&app.graph, &result.id_claims, result.userinfo_claims.as_ref(), Some(&result.access_token))
         .await;
     let identity = match identity {
-        Ok(i) => i,
+        Ok(i) => crate::session::capped(i),
         Err(refusal) => {
             let sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("");
             tracing::info!(event = "login_refused", subject = %sub, reason = %refusal, client_ip, "login refused");
@@ -676,6 +676,17 @@ async fn callback_inner(
     );
     crate::metrics::get().login("success", "none");
     crate::metrics::get().sessions_created.inc();
+    // One person holds at most max_sessions_per_user sessions.
+    let max = app.config.session.max_sessions_per_user as usize;
+    match crate::session::end_oldest_beyond(&*app.store, identity.subject(), &key, max).await {
+        Ok(ended) => {
+            for s in ended {
+                tracing::info!(event = "session_ended", reason = "too many sessions of one person", user = %s.identity.user(), subject = %s.identity.subject(), "session ended");
+                crate::metrics::get().session_ended("too_many");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, subject = %identity.subject(), "older sessions of this person could not be counted"),
+    }
     let mut response = redirect(&attempt.rd);
     add_cookie(&mut response, &session_cookie(app, &app.sealer.seal(Purpose::Session, id.as_bytes())));
     if let Some(hint) = hint {
