@@ -299,6 +299,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn large_sessions_count_for_their_size() {
+        let store = MemoryStore::bounded(MemoryBound { max_sessions: 100_000, max_bytes: 1 << 20 });
+        let mut parts = crate::session::test_session("x").identity.to_parts();
+        parts.name = Some("n".repeat(30_000));
+        let large = Arc::new(Session { identity: parts.into(), ..crate::session::test_session("x") });
+        assert!(large.weight() > 30_000);
+        for _ in 0..100 {
+            store.put(&SessionId::generate().store_key(), Arc::clone(&large), Duration::from_secs(60)).await.unwrap();
+        }
+        assert!(store.weight() <= 1 << 20, "{}", store.weight());
+        assert!(store.len() <= 35, "{} sessions of 30 KB in 1 MiB", store.len());
+        // Small ones count as at least max_bytes / max_sessions.
+        let store = MemoryStore::bounded(MemoryBound { max_sessions: 50, max_bytes: 1 << 20 });
+        for _ in 0..200 {
+            store.put(&SessionId::generate().store_key(), session("x"), Duration::from_secs(60)).await.unwrap();
+        }
+        assert!(store.len() <= 50, "{}", store.len());
+    }
+
+    #[tokio::test]
     async fn bounded() {
         let store = MemoryStore::new(100);
         for _ in 0..1000 {

@@ -380,3 +380,25 @@ pub fn capped(identity: Identity) -> Identity {
     p.groups.iter_mut().chain(p.roles.iter_mut()).chain(p.header_groups.iter_mut().flatten()).for_each(cut);
     p.into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_text_is_cut_at_the_header_limit_but_not_who_someone_is() {
+        let max = crate::headers::MAX_VALUE_LEN;
+        let mut p = test_session("alice").identity.to_parts();
+        p.name = Some("é".repeat(max));
+        p.email = Some("a".repeat(max + 10));
+        p.groups = vec!["short".into(), "g".repeat(max * 2)];
+        p.subject = "s".repeat(max + 1);
+        let cut = capped(p.into()).to_parts();
+        let name = cut.name.unwrap();
+        assert!(name.len() <= max && name.len() > max - 2 && name.chars().all(|c| c == 'é'));
+        assert_eq!(cut.email.unwrap().len(), max);
+        assert_eq!(cut.groups, vec!["short".to_string(), "g".repeat(max)]);
+        assert_eq!(cut.subject.len(), max + 1, "the subject is kept whole");
+        assert_eq!(cut.user, "alice");
+    }
+}
