@@ -45,6 +45,11 @@ impl StoredClaims {
         if all { StoredClaims::new(claims) } else { StoredClaims(None) }
     }
 
+    /// Bytes these claims hold on the heap (to weigh a cached session).
+    pub fn heap_size(&self) -> usize {
+        self.0.as_ref().map_or(0, |raw| raw.get().len())
+    }
+
     /// The claims; none kept, or an unreadable text (never written by
     /// portcullis), reads as no claims, so expressions that need one fail
     /// closed.

@@ -208,6 +208,10 @@ pub struct RawSession {
     pub refresh_interval: Option<HumanDuration>,
     #[serde(default)]
     pub memory_max_sessions: Option<u64>,
+    #[serde(default)]
+    pub memory_max_bytes: Option<u64>,
+    #[serde(default)]
+    pub max_sessions_per_user: Option<u32>,
 }
 
 /// `session.redis_url`: one URL (a node, or `redis+sentinel://`), or a list
@@ -311,6 +315,12 @@ pub struct SessionConfig {
     /// if the access token is still valid; none by default.
     pub refresh_interval: Option<Duration>,
     pub memory_max_sessions: u64,
+    /// Most bytes the sessions held in this process may take (the memory
+    /// store, or the cache in front of Redis), each weighed by its size.
+    pub memory_max_bytes: u64,
+    /// Most sessions one person (`sub`) has at once; a new sign-in ends
+    /// the oldest beyond it.
+    pub max_sessions_per_user: u32,
 }
 
 impl Config {
@@ -558,6 +568,8 @@ impl Config {
                 "cache_ttl": humantime::format_duration(self.session.cache_ttl.unwrap_or_default()).to_string(),
                 "refresh_interval": self.session.refresh_interval.map(|d| humantime::format_duration(d).to_string()),
                 "memory_max_sessions": self.session.memory_max_sessions,
+                "memory_max_bytes": self.session.memory_max_bytes,
+                "max_sessions_per_user": self.session.max_sessions_per_user,
             },
             "headers": self.headers,
             "identity": self.identity,
@@ -733,6 +745,20 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
         }
         None => None,
     };
+    // Browsers drop a cookie whose name promises what its attributes do not.
+    let cookie_secure = raw.cookie_secure.unwrap_or(true);
+    if cookie_name.starts_with("__Host-") && cookie_domain.is_some() {
+        return Err(ConfigError::invalid(
+            "session.cookie_domain",
+            format!("cannot be set with the `__Host-` cookie name `{cookie_name}` (browsers refuse a __Host- cookie with a Domain)"),
+        ));
+    }
+    if (cookie_name.starts_with("__Host-") || cookie_name.starts_with("__Secure-")) && !cookie_secure {
+        return Err(ConfigError::invalid(
+            "session.cookie_secure",
+            format!("cannot be false with the cookie name `{cookie_name}` (browsers refuse a __Host- or __Secure- cookie without Secure)"),
+        ));
+    }
 
     let keys_text: Option<Vec<Secret>> = match (raw.keys, raw.keys_file) {
         (Some(_), Some(_)) => {
@@ -794,13 +820,21 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
     if memory_max_sessions == 0 {
         return Err(ConfigError::invalid("session.memory_max_sessions", "must be at least 1"));
     }
+    let memory_max_bytes = raw.memory_max_bytes.unwrap_or(256 << 20);
+    if memory_max_bytes < 1 << 20 {
+        return Err(ConfigError::invalid("session.memory_max_bytes", "must be at least 1048576 (1 MiB)"));
+    }
+    let max_sessions_per_user = raw.max_sessions_per_user.unwrap_or(20);
+    if max_sessions_per_user == 0 {
+        return Err(ConfigError::invalid("session.max_sessions_per_user", "must be at least 1"));
+    }
     Ok(SessionConfig {
         store: raw.store,
         redis_urls,
         redis_ca_file: raw.redis_ca_file,
         cookie_name,
         cookie_domain,
-        cookie_secure: raw.cookie_secure.unwrap_or(true),
+        cookie_secure,
         keys,
         keys_generated,
         ttl,
@@ -808,6 +842,8 @@ fn validate_session(raw: RawSession) -> Result<SessionConfig, ConfigError> {
         cache_ttl,
         refresh_interval,
         memory_max_sessions,
+        memory_max_bytes,
+        max_sessions_per_user,
     })
 }
 

@@ -63,7 +63,7 @@ pub struct Metrics {
     pub cache: Family<Labels<2>, Counter>,
     pub sessions_created: Counter,
     /// Sessions ended by `reason` (`logout`, `idle`, `refresh_refused`,
-    /// `revoked`, `backchannel`).
+    /// `revoked`, `backchannel`, `too_many`).
     pub sessions_ended: Family<Labels<1>, Counter>,
 }
 

@@ -5,8 +5,15 @@
 //! nothing here. A refresh happens when the access token nears its expiry
 //! or `session.refresh_interval` has passed; only one instance refreshes a
 //! given session at a time (a marker in the shared store), the others keep
-//! answering from the session as it is. A refused refresh ends the session;
-//! an unreachable provider leaves it as it is and is tried again later.
+//! answering from the session as they have it (their cache included) until
+//! the refreshed one is visible to them, asking the store again only once
+//! per `session.cache_ttl`. A refused refresh ends the session; an
+//! unreachable provider leaves it as it is and is tried again later.
+//!
+//! The marker is given back as soon as the refreshed session is written:
+//! whoever takes it next reads the session from the store itself (never
+//! from a cache) and refreshes only if nobody did since its own copy was
+//! read, so a rotated refresh token is never used twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +24,13 @@ use crate::identity::Mapper;
 use crate::oidc::{Oidc, OidcError};
 use crate::session::{Session, SessionStore, StoreError, StoreKey, unix_now};
 
-/// How long one instance holds the right to refresh a session; also the
-/// pause before trying again after the provider could not be reached, and
-/// the least time between two refreshes of one session.
+/// Longest one instance holds the right to refresh a session (it gives it
+/// back once done); also the pause before trying again after the provider
+/// could not be reached.
 const REFRESH_CLAIM: Duration = Duration::from_secs(30);
+/// How long a session whose refresh another instance holds is answered
+/// from as it is, without asking the store, when there is no cache.
+const WAIT_WITHOUT_CACHE: Duration = Duration::from_secs(1);
 /// "Last seen" is written at most this often (or a tenth of the idle
 /// timeout, when that is shorter).
 const TOUCH_INTERVAL: Duration = Duration::from_secs(300);
@@ -36,6 +46,23 @@ pub struct Upkeep<'a> {
     pub keep_claims: bool,
     pub graph: &'a crate::graph::Graph,
     pub config: &'a SessionConfig,
+    pub waits: &'a Waits,
+}
+
+/// Sessions due for a refresh that another instance (or another request)
+/// is doing: answered from as they are, with no store call, for a
+/// `session.cache_ttl`, after which the refreshed session is read.
+pub struct Waits(moka::sync::Cache<StoreKey, ()>);
+
+impl Waits {
+    pub fn new(config: &SessionConfig) -> Waits {
+        Waits(
+            moka::sync::Cache::builder()
+                .max_capacity(config.memory_max_sessions)
+                .time_to_live(config.cache_ttl.unwrap_or(WAIT_WITHOUT_CACHE))
+                .build(),
+        )
+    }
 }
 
 impl Upkeep<'_> {
@@ -50,8 +77,18 @@ impl Upkeep<'_> {
                 return Ok(None);
             }
         }
-        if self.refresh_due(&session, now) && self.store.claim(&claim_name(key), REFRESH_CLAIM).await? {
-            return self.refresh(key, session).await;
+        if self.refresh_due(&session, now) && !self.waits.0.contains_key(key) {
+            match self.store.claim(&claim_name(key), REFRESH_CLAIM).await {
+                Ok(true) => return self.refresh(key, session).await,
+                // Someone else refreshes: answer from the session as it is.
+                Ok(false) => self.waits.0.insert(*key, ()),
+                // The store could not answer, but the session was read (it
+                // may be cached): answer from it, as the cache bound allows.
+                Err(e) => {
+                    tracing::debug!(error = %e, "session refresh postponed: store unavailable");
+                    self.waits.0.insert(*key, ());
+                }
+            }
         }
         let touch = match self.config.idle_timeout {
             Some(idle) => TOUCH_INTERVAL.min(idle / 10),
@@ -104,9 +141,23 @@ impl Upkeep<'_> {
     }
 
     async fn refresh(&self, key: &StoreKey, session: Arc<Session>) -> Result<Option<Arc<Session>>, StoreError> {
-        // Another instance may have refreshed between our read and our claim.
-        let Some(current) = self.store.get(key).await? else { return Ok(None) };
+        // Another instance may have refreshed since our copy was read (which
+        // may have come from a cache): ask the store itself.
+        let current = match self.store.get_fresh(key).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.store.release(&claim_name(key)).await;
+                self.waits.0.insert(*key, ());
+                tracing::debug!(error = %e, "session refresh postponed: store unavailable");
+                return Ok(Some(session));
+            }
+        };
+        let Some(current) = current else {
+            let _ = self.store.release(&claim_name(key)).await;
+            return Ok(None);
+        };
         if current.refreshed_at != session.refreshed_at {
+            let _ = self.store.release(&claim_name(key)).await;
             return Ok(Some(current));
         }
         let refresh_token = session.refresh_token.clone().unwrap_or_default();
@@ -135,7 +186,7 @@ impl Upkeep<'_> {
                 .derive(self.graph, &id, refreshed.userinfo_claims.as_ref(), Some(&refreshed.access_token))
                 .await;
             match identity {
-                Ok(identity) => (Some(StoredClaims::keep(&claims, self.keep_claims)), identity),
+                Ok(identity) => (Some(StoredClaims::keep(&claims, self.keep_claims)), crate::session::capped(identity)),
                 Err(refusal) => {
                     return self.end_refused(key, &session, &format!("no longer allowed: {refusal}"), "no_longer_allowed").await;
                 }
@@ -169,8 +220,10 @@ impl Upkeep<'_> {
             // Ended (logout, revocation) while we refreshed.
             return Ok(None);
         }
-        // The claim is kept until it expires: a verify that read the session
-        // before this write must not refresh again with the old token.
+        // Written: whoever claims next reads this session from the store and
+        // sees it refreshed, so the claim can go (and `refresh_interval`
+        // holds, however short). On an error above it stays until it expires.
+        let _ = self.store.release(&claim_name(key)).await;
         tracing::info!(event = "session_refreshed", user = %updated.identity.user(), subject = %updated.identity.subject(), "session refreshed");
         crate::metrics::get().refresh("success");
         Ok(Some(updated))
@@ -233,7 +286,8 @@ mod tests {
         let oidc = Oidc::new(&config);
         let mapper = Mapper::new(&config).unwrap();
         let graph = crate::graph::Graph::new(&config).unwrap();
-        let upkeep = Upkeep { store: &store, oidc: &oidc, mapper: &mapper, keep_claims: false, graph: &graph, config: &config.session };
+        let waits = Waits::new(&config.session);
+        let upkeep = Upkeep { store: &store, oidc: &oidc, mapper: &mapper, keep_claims: false, graph: &graph, config: &config.session, waits: &waits };
         let now = unix_now();
 
         let idle = SessionId::generate().store_key();

@@ -71,6 +71,7 @@ pub struct App {
     login_cookie_path: String,
     /// Who may ask the verify endpoints.
     trusted: crate::peers::TrustedProxies,
+    refresh_waits: crate::refresh::Waits,
 }
 
 /// The settings a reload replaces without a restart: identity rules,
@@ -128,6 +129,7 @@ impl App {
             store,
             oidc,
             login_cookie_path,
+            refresh_waits: crate::refresh::Waits::new(&config.session),
             config,
         }))
     }
@@ -142,6 +144,7 @@ impl App {
             keep_claims: rules.keep_claims,
             graph: &self.graph,
             config: &self.config.session,
+            waits: &self.refresh_waits,
         }
     }
 
@@ -452,9 +455,20 @@ struct Loaded {
     stale_key: bool,
 }
 
+/// Most distinct session cookie values tried for one request: a browser
+/// may send two (say, one for the host and an older one for the parent
+/// domain); more only cost store reads.
+const MAX_SESSION_CANDIDATES: usize = 2;
+
 /// The signed-in session, if the cookie opens and the store knows it.
 async fn load_session(app: &App, headers: &HeaderMap) -> Result<Option<Loaded>, StoreError> {
+    let mut tried: [Option<&str>; MAX_SESSION_CANDIDATES] = [None; MAX_SESSION_CANDIDATES];
     for value in cookies(headers, &app.config.session.cookie_name) {
+        if tried.contains(&Some(value)) {
+            continue;
+        }
+        let Some(slot) = tried.iter_mut().find(|t| t.is_none()) else { break };
+        *slot = Some(value);
         let Some(opened) = app.sealer.open(Purpose::Session, value) else { continue };
         let Some(id) = SessionId::from_bytes(&opened.payload) else { continue };
         let key = id.store_key();
@@ -526,7 +540,7 @@ fn start(app: &App, req: &Request<Incoming>) -> Response<Body> {
 }
 
 fn login_cookie_prefix(app: &App) -> String {
-    format!("{}_login_", app.config.session.cookie_name)
+    format!("{}_login_", scoped_cookie_base(app))
 }
 
 fn login_cookie_name(app: &App, state: &str) -> String {
@@ -580,6 +594,27 @@ async fn callback_inner(
     let Some(code) = query_param(req, "code").filter(|c| !c.is_empty()) else {
         return page(req, StatusCode::BAD_REQUEST, "Bad request", "The identity provider sent no authorization code.");
     };
+    // The attempt lives in the browser's cookie, which can be sent again:
+    // spend its state in the store first, so each attempt reaches the
+    // provider's token endpoint once at most.
+    match app.store.claim(&format!("login:{}", attempt.state), LOGIN_TIMEOUT).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(event = "login_refused", reason = "replayed state", client_ip, "login refused");
+            crate::metrics::get().login("refused", "state");
+            return page(
+                req,
+                StatusCode::BAD_REQUEST,
+                "Sign-in expired",
+                "This sign-in link was already used. Please start again.",
+            );
+        }
+        Err(e) => {
+            tracing::error!(event = "login_failed", reason = %e, client_ip, "the login attempt could not be recorded");
+            crate::metrics::get().login("failed", "store");
+            return page(req, StatusCode::SERVICE_UNAVAILABLE, "Sign-in failed", "Your sign-in could not be completed. Please try again.");
+        }
+    }
     let result = match app.oidc.finish(&code, &attempt).await {
         Ok(r) => r,
         Err(e) => {
@@ -604,7 +639,7 @@ async fn callback_inner(
         .derive(&app.graph, &result.id_claims, result.userinfo_claims.as_ref(), Some(&result.access_token))
         .await;
     let identity = match identity {
-        Ok(i) => i,
+        Ok(i) => crate::session::capped(i),
         Err(refusal) => {
             let sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("");
             tracing::info!(event = "login_refused", subject = %sub, reason = %refusal, client_ip, "login refused");
@@ -650,6 +685,17 @@ async fn callback_inner(
     );
     crate::metrics::get().login("success", "none");
     crate::metrics::get().sessions_created.inc();
+    // One person holds at most max_sessions_per_user sessions.
+    let max = app.config.session.max_sessions_per_user as usize;
+    match crate::session::end_oldest_beyond(&*app.store, identity.subject(), &key, max).await {
+        Ok(ended) => {
+            for s in ended {
+                tracing::info!(event = "session_ended", reason = "too many sessions of one person", user = %s.identity.user(), subject = %s.identity.subject(), "session ended");
+                crate::metrics::get().session_ended("too_many");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, subject = %identity.subject(), "older sessions of this person could not be counted"),
+    }
     let mut response = redirect(&attempt.rd);
     add_cookie(&mut response, &session_cookie(app, &app.sealer.seal(Purpose::Session, id.as_bytes())));
     if let Some(hint) = hint {
@@ -662,13 +708,19 @@ async fn callback_inner(
 /// to 4096 bytes, name and attributes included.
 const MAX_HINT_COOKIE: usize = 3800;
 
-fn logout_hint_name(app: &App) -> String {
+/// The start of the names of cookies scoped to a path (login attempts, the
+/// logout hint): the session cookie's name, but `__Secure-` for
+/// `__Host-`, whose cookies must have `Path=/`.
+fn scoped_cookie_base(app: &App) -> String {
     let name = &app.config.session.cookie_name;
     match name.strip_prefix("__Host-") {
-        // A __Host- cookie must have Path=/; this one is scoped to logout.
-        Some(rest) => format!("__Secure-{rest}_logout"),
-        None => format!("{name}_logout"),
+        Some(rest) => format!("__Secure-{rest}"),
+        None => name.clone(),
     }
+}
+
+fn logout_hint_name(app: &App) -> String {
+    format!("{}_logout", scoped_cookie_base(app))
 }
 
 fn logout_hint_path(app: &App) -> String {
@@ -752,8 +804,15 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
 
 /// Largest request body read (back-channel logout).
 const MAX_REQUEST_BODY: usize = 64 * 1024;
-/// How long a logout token's `jti` is remembered against replay.
+/// Least time a logout token's `jti` is remembered against replay.
 const JTI_MEMORY: Duration = Duration::from_secs(600);
+
+/// How long a logout token's `jti` is remembered: as long as a token
+/// carrying it can be accepted. Its `iat` may be up to `leeway` ahead, and
+/// it is accepted until `iat` is `LOGOUT_TOKEN_MAX_AGE` plus `leeway` behind.
+fn jti_memory(leeway: Duration) -> Duration {
+    JTI_MEMORY.max(crate::oidc::LOGOUT_TOKEN_MAX_AGE + leeway * 2)
+}
 
 /// OpenID Connect Back-Channel Logout: the provider ends sessions by `sid`
 /// or `sub`. 200 when the token is valid (even if no session matched), 400
@@ -782,7 +841,7 @@ async fn backchannel_logout(app: &App, req: Request<Incoming>) -> Response<Body>
         }
         Err(e) => return bad(&e.to_string()),
     };
-    match app.store.claim(&format!("jti:{}", claims.jti), JTI_MEMORY).await {
+    match app.store.claim(&format!("jti:{}", claims.jti), jti_memory(app.config.oidc.leeway)).await {
         Ok(true) => {}
         Ok(false) => return bad("the logout token was already used (jti replayed)"),
         Err(_) => return json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "temporarily_unavailable"})),
@@ -888,7 +947,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A `Set-Cookie` value. A `__Secure-` or `__Host-` name always gets
+/// `Secure`, and a `__Host-` one never a Domain (configuration refuses
+/// both mismatches; this keeps every cookie valid for its name regardless).
 fn set_cookie(name: &str, value: &str, path: &str, domain: Option<&str>, secure: bool, max_age: Option<u64>) -> String {
+    let host = name.starts_with("__Host-");
+    debug_assert!(!host || path == "/", "a __Host- cookie needs Path=/");
+    let secure = secure || host || name.starts_with("__Secure-");
+    let domain = domain.filter(|_| !host);
     let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
     if let Some(d) = domain {
         c.push_str("; Domain=");

@@ -106,3 +106,23 @@ fn shipped_example_config_is_valid() {
     assert_eq!(v["public_url"], "https://auth.example.com/");
     assert!(!out.contains("change-me"));
 }
+
+/// Browsers refuse a `__Host-` cookie with a Domain, and any `__Host-` or
+/// `__Secure-` cookie without Secure: such a name would make sign-in fail
+/// in every browser, so it is refused at once, naming the key.
+#[test]
+fn check_config_refuses_cookie_prefixes_their_attributes_break() {
+    for (extra, key) in [
+        ("cookie_name = \"__Host-pc\"\ncookie_domain = \"example.com\"\n", "session.cookie_domain"),
+        ("cookie_name = \"__Host-pc\"\ncookie_secure = false\n", "session.cookie_secure"),
+        ("cookie_name = \"__Secure-pc\"\ncookie_secure = false\n", "session.cookie_secure"),
+    ] {
+        let (code, _, err) = portcullis(&["check-config"], &format!("{GOOD}{extra}"));
+        assert_ne!(code, 0, "{extra} accepted");
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+    for ok in ["cookie_name = \"__Host-pc\"\n", "cookie_name = \"__Secure-pc\"\ncookie_domain = \"example.com\"\n"] {
+        let (code, _, err) = portcullis(&["check-config"], &format!("{GOOD}{ok}"));
+        assert_eq!(code, 0, "{ok}: {err}");
+    }
+}

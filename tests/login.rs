@@ -163,18 +163,88 @@ async fn an_id_token_too_large_for_a_cookie_is_kept_with_the_session() {
     assert_eq!(to.query_pairs().find(|(k, _)| k == "id_token_hint").map(|(_, v)| v.into_owned()), Some(id_token));
 }
 
+/// Checks a `Set-Cookie` value against the rules browsers apply to cookie
+/// name prefixes, and returns its name, value, path and whether it clears.
+fn prefix_checked(c: &str) -> (String, String, String, bool) {
+    let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+    let (name, value) = pair.split_once('=').unwrap();
+    let attrs: Vec<String> = attrs.split(';').map(|a| a.trim().to_ascii_lowercase()).collect();
+    let secure = attrs.iter().any(|a| a == "secure");
+    let domain = attrs.iter().any(|a| a.starts_with("domain="));
+    let path = attrs.iter().find_map(|a| a.strip_prefix("path=")).unwrap_or("/").to_string();
+    if name.starts_with("__Host-") {
+        assert!(secure && !domain && path == "/", "a browser refuses {c}");
+    }
+    if name.starts_with("__Secure-") {
+        assert!(secure, "a browser refuses {c}");
+    }
+    (name.to_string(), value.to_string(), path, attrs.iter().any(|a| a == "max-age=0"))
+}
+
+/// A browser's cookie jar that keeps only cookies valid for their name's
+/// prefix (and fails the test on any other), scoped by path.
+#[derive(Default)]
+struct StrictJar(std::collections::BTreeMap<(String, String), String>);
+
+impl StrictJar {
+    fn take(&mut self, r: &reqwest::Response) {
+        for c in set_cookies(r) {
+            let (name, value, path, clear) = prefix_checked(&c);
+            if clear {
+                self.0.remove(&(name, path));
+            } else {
+                self.0.insert((name, path), value);
+            }
+        }
+    }
+
+    fn header(&self, url: &str) -> String {
+        let path = url::Url::parse(url).unwrap().path().to_string();
+        let sent: Vec<String> =
+            self.0.iter().filter(|((_, p), _)| path.starts_with(p.as_str())).map(|((n, _), v)| format!("{n}={v}")).collect();
+        sent.join("; ")
+    }
+
+    async fn get(&mut self, url: &str, original: Option<&str>) -> reqwest::Response {
+        let mut req = plain().get(url).header("cookie", self.header(url)).header("accept", "text/html");
+        if let Some(o) = original {
+            req = req.header("x-original-url", o);
+        }
+        let r = req.send().await.unwrap();
+        self.take(&r);
+        r
+    }
+}
+
+/// `__Host-` names demand Path=/, Secure and no Domain; `__Secure-` names
+/// demand Secure. A browser drops any cookie that breaks this, so every
+/// cookie of a sign-in and sign-out must keep to it, or the sign-in never
+/// completes ("Sign-in expired").
 #[tokio::test]
-async fn a_host_prefixed_session_cookie_gets_a_secure_prefixed_hint() {
+async fn a_host_prefixed_cookie_name_keeps_every_cookie_valid_through_login_and_logout() {
     let idp = Idp::start().await;
-    // `__Host-` demands Path=/, which the hint (Path=/oauth2/logout) cannot have.
-    let svc = Service::start(&format!("{}cookie_name = \"__Host-portcullis\"\n", local_toml(&idp))).await;
+    let toml = local_toml(&idp).replace("cookie_secure = false", "cookie_secure = true");
+    let svc = Service::start(&format!("{toml}cookie_name = \"__Host-pc\"\n")).await;
     svc.wait_ready().await;
-    let cb = login(&browser(), &svc.url, &format!("{}/", svc.url)).await;
-    let names: Vec<String> = set_cookies(&cb).iter().map(|c| c.split('=').next().unwrap().to_string()).collect();
-    assert!(names.contains(&"__Host-portcullis".to_string()), "{names:?}");
-    assert!(names.contains(&"__Secure-portcullis_logout".to_string()), "{names:?}");
-    let pairs = format!("{}; {}", cookie_pair(&cb, "__Host-portcullis"), cookie_pair(&cb, "__Secure-portcullis_logout"));
-    assert_eq!(logout_hint_sent(&svc, &pairs).await, Some(idp.issued().last().unwrap().id_token.clone()));
+    let home = format!("{}/", svc.url);
+    let mut jar = StrictJar::default();
+    let start = jar.get(&format!("{}/oauth2/start?rd={}", svc.url, url::form_urlencoded::byte_serialize(home.as_bytes()).collect::<String>()), None).await;
+    assert_eq!(start.status(), 302);
+    assert!(jar.0.keys().any(|(n, p)| n.starts_with("__Secure-pc_login_") && p == "/oauth2/"), "{:?}", jar.0.keys());
+    let at_idp = plain().get(location(&start)).send().await.unwrap();
+    let cb = jar.get(&location(&at_idp), None).await;
+    assert_eq!(cb.status(), 302, "{:?}", cb.text().await);
+    let names: Vec<&str> = jar.0.keys().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["__Host-pc", "__Secure-pc_logout"], "the login cookie is spent");
+    assert_eq!(jar.get(&format!("{}/auth/nginx", svc.url), Some(&home)).await.status(), 200);
+
+    let out = jar.get(&format!("{}/oauth2/logout", svc.url), None).await;
+    assert_eq!(out.status(), 302);
+    let to = url::Url::parse(&location(&out)).unwrap();
+    let hint = to.query_pairs().find(|(k, _)| k == "id_token_hint").map(|(_, v)| v.into_owned());
+    assert_eq!(hint, Some(idp.issued().last().unwrap().id_token.clone()));
+    assert!(jar.0.is_empty(), "{:?}", jar.0.keys());
+    assert_eq!(jar.get(&format!("{}/auth/nginx", svc.url), Some(&home)).await.status(), 401);
 }
 
 #[tokio::test]
@@ -377,6 +447,35 @@ async fn bad_or_replayed_state_is_refused() {
     let replay = again.get(&cb_url).send().await.unwrap();
     assert_eq!(replay.status(), 400);
     assert!(!session_cookie_set(&replay));
+}
+
+/// A login cookie sent again with its callback (a replay, or a script
+/// hammering the callback) must not reach the provider again: each such
+/// call spends the client's rate at the provider.
+#[tokio::test]
+async fn a_replayed_login_cookie_reaches_the_token_endpoint_once() {
+    let idp = Idp::start().await;
+    let svc = service(&idp).await;
+    let start = plain().get(format!("{}/oauth2/start", svc.url)).send().await.unwrap();
+    let login_cookie = set_cookies(&start).into_iter().find(|c| c.starts_with("_portcullis_login_")).unwrap();
+    let pair = login_cookie.split(';').next().unwrap().to_string();
+    let at = plain().get(location(&start)).send().await.unwrap();
+    let cb_url = location(&at);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let (cb_url, pair) = (cb_url.clone(), pair.clone());
+        set.spawn(async move { plain().get(&cb_url).header("cookie", pair).send().await.unwrap().status().as_u16() });
+    }
+    let mut statuses = set.join_all().await;
+    statuses.sort();
+    assert_eq!(statuses.iter().filter(|s| **s == 302).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s != 302).all(|s| *s == 400), "{statuses:?}");
+    assert_eq!(idp.requests_to("/token").await.len(), 1, "the provider was asked more than once");
+    // Later, one by one: still refused, still not sent on.
+    let r = plain().get(&cb_url).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(!session_cookie_set(&r));
+    assert_eq!(idp.requests_to("/token").await.len(), 1);
 }
 
 #[tokio::test]

@@ -134,3 +134,71 @@ async fn redis_down_at_start_then_up() {
     assert_eq!(login(&client, &svc.url, &home).await.status(), 302);
     assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
 }
+
+/// `GET`s this Redis has served so far.
+fn gets(redis: &Redis) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+        .unwrap_or(0)
+}
+
+/// A Cookie header stuffed with copies of a session cookie (say, one whose
+/// session ended) must not cost a store read per copy: at most two distinct
+/// values are tried.
+#[tokio::test]
+async fn copies_of_the_session_cookie_cost_at_most_two_store_reads() {
+    let Some(redis) = Redis::start().await else { return };
+    let idp = Idp::start().await;
+    let svc = Service::start(&redis_toml(&idp, &redis)).await;
+    svc.wait_ready().await;
+    let home = format!("{}/", svc.url);
+    let pair = |r: &reqwest::Response| {
+        let c = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).find(|c| c.starts_with("_portcullis=")).unwrap();
+        c.split(';').next().unwrap().to_string()
+    };
+    let ended_client = browser();
+    let ended = pair(&login(&ended_client, &svc.url, &home).await);
+    ended_client.get(format!("{}/oauth2/logout", svc.url)).send().await.unwrap();
+    let live = pair(&login(&browser(), &svc.url, &home).await);
+    let ask = |cookie: String| {
+        let url = format!("{}/auth/nginx", svc.url);
+        let home = home.clone();
+        async move { common::plain().get(url).header("cookie", cookie).header("x-original-url", home).send().await.unwrap().status() }
+    };
+
+    let before = gets(&redis);
+    assert_eq!(ask(vec![ended.as_str(); 600].join("; ")).await, 401);
+    let read = gets(&redis) - before;
+    assert!(read <= 2, "{read} store reads for one request");
+
+    // The session the browser holds besides a stale one is still found.
+    let before = gets(&redis);
+    let mut both = vec![ended.as_str(); 599];
+    both.push(&live);
+    assert_eq!(ask(both.join("; ")).await, 200);
+    let read = gets(&redis) - before;
+    assert!(read <= 2, "{read} store reads for one request");
+}
+
+/// A logout token is accepted while its `iat` is within the window plus
+/// `oidc.leeway` either side; its `jti` must be remembered for all that
+/// time, or the same token is accepted again once forgotten.
+#[tokio::test]
+async fn a_logout_token_id_is_remembered_as_long_as_the_token_is_accepted() {
+    let Some(redis) = Redis::start().await else { return };
+    let idp = Idp::start().await;
+    let toml = redis_toml(&idp, &redis).replace("insecure_http = true\n", "insecure_http = true\nleeway = \"10m\"\n");
+    let svc = Service::start(&toml).await;
+    svc.wait_ready().await;
+    let token = idp.logout_token(serde_json::json!({"sub": "user-1", "jti": "jti-remembered"}));
+    let send = || common::plain().post(format!("{}/oauth2/backchannel-logout", svc.url)).form(&[("logout_token", token.clone())]).send();
+    assert_eq!(send().await.unwrap().status(), 200);
+    assert_eq!(send().await.unwrap().status(), 400, "replayed at once");
+    // Accepted while iat >= now - 5m - leeway, and iat may be up to leeway
+    // ahead: 5m + 2 x 10m from the first use.
+    let pttl: i64 = redis.cli(&["PTTL", "portcullis:marker:jti:jti-remembered"]).trim().parse().unwrap();
+    assert!(pttl >= (25 * 60 - 10) * 1000, "the jti is forgotten after {pttl} ms");
+}

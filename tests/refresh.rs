@@ -143,3 +143,119 @@ async fn cookie_key_rotation() {
     let r = plain().get(format!("{}/auth/nginx", svc.url)).header("cookie", &old_cookie).header("x-original-url", &home).send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// `session.refresh_interval` is honoured however short (10 s is the
+/// least allowed): a group added at the provider after one refresh shows
+/// at the next, one interval later, not 30 s later.
+#[tokio::test]
+async fn the_identity_is_read_again_every_refresh_interval() {
+    let idp = Idp::start().await;
+    idp.set_user(json!({"sub": "u-fay", "preferred_username": "fay", "groups": ["staff"]}));
+    let (svc, client, home) = common::signed_in_with(&format!("{}refresh_interval = \"10s\"\n", local_toml(&idp))).await;
+    let signed_in = std::time::Instant::now();
+    // The first refresh, one interval after the login.
+    while idp.refresh_count().await == 0 {
+        assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+        assert!(signed_in.elapsed() < Duration::from_secs(13), "no refresh {:?} after the login", signed_in.elapsed());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let first = std::time::Instant::now();
+    idp.set_user(json!({"sub": "u-fay", "preferred_username": "fay", "groups": ["staff", "admins"]}));
+    loop {
+        let r = verify(&client, &svc.url, &home).await;
+        assert_eq!(r.status(), 200);
+        if r.headers()["remote-groups"] == "staff,admins" {
+            break;
+        }
+        assert!(first.elapsed() < Duration::from_secs(13), "identity not read again {:?} after the last refresh", first.elapsed());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(first.elapsed() >= Duration::from_secs(9), "refreshed again after only {:?}", first.elapsed());
+    assert_eq!(idp.refresh_count().await, 2);
+}
+
+/// Two instances on one Redis, each with its own cache (`session.cache_ttl`).
+async fn two_instances(idp: &Idp, redis: &Redis, extra: &str) -> (Service, Service) {
+    let toml = |_: ()| format!("{}{extra}", redis_toml(idp, redis, &format!("\"{KEY_A}\"")));
+    let a = Service::start(&toml(())).await;
+    let b = Service::start(&toml(())).await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    (a, b)
+}
+
+/// With a provider that rotates refresh tokens, an instance whose cache
+/// still holds the session as it was before another instance refreshed it
+/// must not refresh again with the spent token (which the provider refuses,
+/// ending the session everywhere). Checked well after the refreshing
+/// instance let go of its claim (30 s at most).
+#[tokio::test]
+async fn an_instance_caching_the_old_session_does_not_refresh_it_again() {
+    let Some(redis) = Redis::start().await else { return };
+    let idp = Idp::start().await;
+    idp.set_expires_in(2);
+    let (a, b) = two_instances(&idp, &redis, "cache_ttl = \"60s\"\n").await;
+    // Cookies ignore ports: the browser sends the same cookie to both.
+    let client = browser();
+    let home = format!("{}/", a.url);
+    login(&client, &a.url, &home).await;
+    idp.set_expires_in(300);
+    assert_eq!(verify(&client, &b.url, &home).await.status(), 200, "b caches the session");
+    until_due().await;
+    assert_eq!(verify(&client, &a.url, &home).await.status(), 200);
+    assert_eq!(idp.refresh_count().await, 1);
+    assert!(a.wait_for_log("session_refreshed", Duration::from_secs(2)).await);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+
+    assert_eq!(verify(&client, &b.url, &home).await.status(), 200, "{}", b.logs());
+    assert_eq!(verify(&client, &a.url, &home).await.status(), 200);
+    assert_eq!(verify(&client, &b.url, &home).await.status(), 200);
+    assert_eq!(idp.refresh_count().await, 1, "the spent refresh token was used again");
+    assert!(!b.logs().contains("refresh refused"), "{}", b.logs());
+}
+
+/// Commands this Redis has served so far, `INFO` aside.
+fn commands(redis: &Redis) -> u64 {
+    redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        .filter_map(|l| l.split_once(":calls=").and_then(|(_, rest)| rest.split(',').next()?.parse::<u64>().ok()))
+        .sum()
+}
+
+/// While another instance refreshes a session, this one answers from its
+/// cache without asking Redis each time, and a Redis outage meanwhile does
+/// not turn the cached session into a 503 (within `cache_ttl`).
+#[tokio::test]
+async fn while_another_instance_refreshes_the_cached_session_is_served() {
+    let Some(mut redis) = Redis::start().await else { return };
+    let idp = Idp::start().await;
+    idp.set_expires_in(2);
+    let (a, b) = two_instances(&idp, &redis, "cache_ttl = \"10s\"\n").await;
+    let client = browser();
+    let home = format!("{}/", a.url);
+    login(&client, &a.url, &home).await;
+    assert_eq!(verify(&client, &b.url, &home).await.status(), 200, "b caches the session");
+    idp.set_expires_in(300);
+    idp.set_token_delay(Duration::from_secs(4));
+    until_due().await;
+    // a refreshes, slowly, holding the claim.
+    let refreshing = tokio::spawn({
+        let (client, url, home) = (client.clone(), a.url.clone(), home.clone());
+        async move { verify(&client, &url, &home).await.status() }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = commands(&redis);
+    for _ in 0..50 {
+        assert_eq!(verify(&client, &b.url, &home).await.status(), 200);
+    }
+    let used = commands(&redis) - before;
+    assert!(used <= 3, "{used} Redis commands for 50 verifies of a cached session");
+
+    redis.stop();
+    for _ in 0..5 {
+        assert_eq!(verify(&client, &b.url, &home).await.status(), 200, "a cached session became unavailable");
+    }
+    drop(refreshing);
+}

@@ -97,6 +97,11 @@ impl Identity {
         (self.present & HAS_HEADER_GROUPS != 0).then(|| self.list(from, self.ends.len() - from))
     }
 
+    /// Bytes this identity holds on the heap (to weigh a cached session).
+    pub fn heap_size(&self) -> usize {
+        self.text.len() + self.ends.len() * std::mem::size_of::<u32>()
+    }
+
     /// The plain form, to change something and pack it again.
     pub fn to_parts(&self) -> IdentityParts {
         let owned = |n: Names<'_>| n.map(str::to_string).collect();

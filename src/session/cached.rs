@@ -17,13 +17,15 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
-use super::{Index, Session, SessionStore, StoreError, StoreKey};
+use super::{Index, MemoryBound, Session, SessionStore, StoreError, StoreKey};
 
 /// A session as read from `inner`, and when the read began.
 #[derive(Clone)]
 struct Entry {
     session: Arc<Session>,
     fetched: Instant,
+    /// What it counts for against `session.memory_max_bytes`.
+    weight: u32,
 }
 
 /// Sessions read recently from `inner`.
@@ -34,15 +36,27 @@ pub struct CachedStore {
     /// Counts this instance's writes, so a read that began before one is
     /// not cached after it.
     writes: AtomicU64,
+    bound: MemoryBound,
 }
 
 impl CachedStore {
+    /// A cache of at most `capacity` sessions (of up to a MiB each).
     pub fn new(inner: Arc<dyn SessionStore>, ttl: Duration, capacity: u64) -> CachedStore {
+        Self::bounded(inner, ttl, MemoryBound::sessions(capacity))
+    }
+
+    /// A cache of sessions weighed by their size, within `bound`.
+    pub fn bounded(inner: Arc<dyn SessionStore>, ttl: Duration, bound: MemoryBound) -> CachedStore {
         CachedStore {
             inner,
-            cache: Cache::builder().max_capacity(capacity).time_to_live(ttl).build(),
+            cache: Cache::builder()
+                .max_capacity(bound.max_bytes)
+                .weigher(|_, e: &Entry| e.weight)
+                .time_to_live(ttl)
+                .build(),
             ttl,
             writes: AtomicU64::new(0),
+            bound,
         }
     }
 
@@ -69,19 +83,11 @@ impl SessionStore for CachedStore {
             }
         }
         crate::metrics::get().session_cache(false);
-        let fetched = Instant::now();
-        let writes = self.writes.load(Ordering::SeqCst);
-        let found = self.inner.get(key).await?;
-        if let Some(session) = &found {
-            self.cache.insert(*key, Entry { session: Arc::clone(session), fetched });
-            // A write that counted after this read began may have come
-            // before or after the insert: if after, its second
-            // invalidation removed the entry; if before, this does.
-            if self.writes.load(Ordering::SeqCst) != writes {
-                self.cache.invalidate(key);
-            }
-        }
-        Ok(found)
+        self.fetch(key).await
+    }
+
+    async fn get_fresh(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
+        self.fetch(key).await
     }
 
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError> {
@@ -110,6 +116,29 @@ impl SessionStore for CachedStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+}
+
+impl CachedStore {
+    /// Reads `inner` and caches what it found (a session ended there
+    /// leaves this cache too).
+    async fn fetch(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
+        let fetched = Instant::now();
+        let writes = self.writes.load(Ordering::SeqCst);
+        let found = self.inner.get(key).await?;
+        if let Some(session) = &found {
+            let weight = u32::try_from(self.bound.weigh(session)).unwrap_or(u32::MAX);
+            self.cache.insert(*key, Entry { session: Arc::clone(session), fetched, weight });
+            // A write that counted after this read began may have come
+            // before or after the insert: if after, its second
+            // invalidation removed the entry; if before, this does.
+            if self.writes.load(Ordering::SeqCst) != writes {
+                self.cache.invalidate(key);
+            }
+        } else {
+            self.cache.invalidate(key);
+        }
+        Ok(found)
     }
 }
 

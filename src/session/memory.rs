@@ -1,7 +1,8 @@
 //! The embedded session store: sessions in this process's memory.
 //!
-//! Bounded (`session.memory_max_sessions`; when full, the sessions least
-//! used lately go first) and each entry ends at its own time. Sessions are
+//! Bounded by bytes (`session.memory_max_bytes`, each session weighed by
+//! its size) and by count (`session.memory_max_sessions`); when full, the
+//! sessions least used lately go first. Each entry ends at its own time. Sessions are
 //! lost on restart and not shared between instances: use the redis store
 //! for that.
 //!
@@ -21,10 +22,14 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use moka::sync::Cache;
-use quick_cache::sync::{Cache as Sessions, EntryAction, EntryResult};
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
+use quick_cache::{OptionsBuilder, Weighter};
 
-use super::{Index, Session, SessionStore, StoreError, StoreKey};
+use super::{Index, MemoryBound, Session, SessionStore, StoreError, StoreKey};
+
+/// Each shard of the cache holds at least this much (unless the whole is
+/// less), so that no single session outweighs its shard.
+const MIN_SHARD_BYTES: u64 = 4 << 20;
 
 /// How often, at most, ended sessions are swept out.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -33,12 +38,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 struct Entry {
     session: Arc<Session>,
     ends: Instant,
+    /// What it counts for against `session.memory_max_bytes`.
+    weight: u64,
 }
 
 impl Entry {
-    fn new(session: Arc<Session>, ttl: Duration) -> Entry {
+    fn new(session: Arc<Session>, ttl: Duration, bound: &MemoryBound) -> Entry {
+        let weight = bound.weigh(&session);
         // Ten years is as good as never, and cannot overflow.
-        Entry { session, ends: Instant::now() + ttl.min(Duration::from_secs(10 * 365 * 86400)) }
+        Entry { session, ends: Instant::now() + ttl.min(Duration::from_secs(10 * 365 * 86400)), weight }
     }
 
     fn live(&self, now: Instant) -> bool {
@@ -55,24 +63,55 @@ impl moka::Expiry<String, Duration> for MarkerTtl {
     }
 }
 
+/// Weighs a session by its size (computed once, when stored).
+#[derive(Clone)]
+struct ByWeight;
+
+impl Weighter<StoreKey, Entry> for ByWeight {
+    fn weight(&self, _key: &StoreKey, entry: &Entry) -> u64 {
+        entry.weight
+    }
+}
+
+type Sessions = Cache<StoreKey, Entry, ByWeight>;
+
 /// Sessions in memory.
 pub struct MemoryStore {
-    sessions: Sessions<StoreKey, Entry>,
+    sessions: Sessions,
     /// When ended sessions were last swept out, and how often they are.
     swept: Mutex<Instant>,
     sweep_every: Duration,
     /// Markers are few and short-lived; moka's per-entry expiry fits them.
-    markers: Cache<String, Duration>,
+    markers: moka::sync::Cache<String, Duration>,
+    bound: MemoryBound,
 }
 
 impl MemoryStore {
+    /// A store of at most `max_sessions` sessions (of up to a MiB each).
     pub fn new(max_sessions: u64) -> MemoryStore {
+        Self::bounded(MemoryBound::sessions(max_sessions))
+    }
+
+    /// A store of sessions weighed by their size, within `bound`.
+    pub fn bounded(bound: MemoryBound) -> MemoryStore {
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(usize::try_from(bound.max_sessions.min(bound.max_bytes / 1024)).unwrap_or(usize::MAX).max(1))
+            .weight_capacity(bound.max_bytes)
+            .shards(usize::try_from((bound.max_bytes / MIN_SHARD_BYTES).clamp(1, 64)).unwrap_or(1))
+            .build()
+            .expect("both capacities are set");
         MemoryStore {
-            sessions: Sessions::new(usize::try_from(max_sessions).unwrap_or(usize::MAX)),
+            sessions: Sessions::with_options(options, ByWeight, Default::default(), Default::default()),
             swept: Mutex::new(Instant::now()),
             sweep_every: SWEEP_EVERY,
-            markers: Cache::builder().max_capacity(max_sessions).expire_after(MarkerTtl).build(),
+            markers: moka::sync::Cache::builder().max_capacity(bound.max_sessions).expire_after(MarkerTtl).build(),
+            bound,
         }
+    }
+
+    /// Bytes the live and not yet swept sessions count for.
+    pub fn weight(&self) -> u64 {
+        self.sessions.weight()
     }
 
     /// How many live sessions are held.
@@ -114,13 +153,13 @@ impl SessionStore for MemoryStore {
 
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError> {
         self.sweep_now_and_then();
-        self.sessions.insert(*key, Entry::new(session, ttl));
+        self.sessions.insert(*key, Entry::new(session, ttl, &self.bound));
         Ok(())
     }
 
     async fn update(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<bool, StoreError> {
         let now = Instant::now();
-        let entry = Entry::new(session, ttl);
+        let entry = Entry::new(session, ttl, &self.bound);
         // In place, under the shard's lock: an ended or deleted session is
         // never brought back.
         let result = self.sessions.entry(key, None, |_, e| {
@@ -257,6 +296,26 @@ mod tests {
         store.put(&live, session("carol"), Duration::from_secs(60)).await.unwrap();
         assert_eq!(store.sessions.len(), 1);
         assert_eq!(store.get(&live).await.unwrap().unwrap().identity.user(), "carol");
+    }
+
+    #[tokio::test]
+    async fn large_sessions_count_for_their_size() {
+        let store = MemoryStore::bounded(MemoryBound { max_sessions: 100_000, max_bytes: 1 << 20 });
+        let mut parts = crate::session::test_session("x").identity.to_parts();
+        parts.name = Some("n".repeat(30_000));
+        let large = Arc::new(Session { identity: parts.into(), ..crate::session::test_session("x") });
+        assert!(large.weight() > 30_000);
+        for _ in 0..100 {
+            store.put(&SessionId::generate().store_key(), Arc::clone(&large), Duration::from_secs(60)).await.unwrap();
+        }
+        assert!(store.weight() <= 1 << 20, "{}", store.weight());
+        assert!(store.len() <= 35, "{} sessions of 30 KB in 1 MiB", store.len());
+        // Small ones count as at least max_bytes / max_sessions.
+        let store = MemoryStore::bounded(MemoryBound { max_sessions: 50, max_bytes: 1 << 20 });
+        for _ in 0..200 {
+            store.put(&SessionId::generate().store_key(), session("x"), Duration::from_secs(60)).await.unwrap();
+        }
+        assert!(store.len() <= 50, "{}", store.len());
     }
 
     #[tokio::test]

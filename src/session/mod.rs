@@ -92,6 +92,36 @@ impl fmt::Debug for StoreKey {
     }
 }
 
+/// Bytes a held session costs besides its text: the struct, its `Arc`,
+/// its key and the cache's own bookkeeping.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Session>() + 128;
+
+/// How much the sessions held in this process may take: at most
+/// `max_bytes` in all, each session weighed by its size but as at least
+/// `max_bytes / max_sessions`, so that there are never more than
+/// `max_sessions` either.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryBound {
+    pub max_sessions: u64,
+    pub max_bytes: u64,
+}
+
+impl MemoryBound {
+    pub fn new(config: &crate::config::SessionConfig) -> MemoryBound {
+        MemoryBound { max_sessions: config.memory_max_sessions, max_bytes: config.memory_max_bytes }
+    }
+
+    /// A bound of `max_sessions` sessions of up to a MiB each.
+    pub fn sessions(max_sessions: u64) -> MemoryBound {
+        MemoryBound { max_sessions, max_bytes: max_sessions.saturating_mul(1 << 20) }
+    }
+
+    /// What `session` counts for against `max_bytes`.
+    pub fn weigh(&self, session: &Session) -> u64 {
+        session.weight().max(self.max_bytes / self.max_sessions.max(1)).max(1)
+    }
+}
+
 /// A signed-in user's session.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
@@ -144,6 +174,18 @@ impl Session {
             Index::Subject(s) => self.identity.subject() == *s,
             Index::Sid(sid) => self.sid.as_deref() == Some(sid.as_str()),
         }
+    }
+
+    /// About how many bytes this session takes in memory, with its entry
+    /// in a store or cache: what `session.memory_max_bytes` counts.
+    pub fn weight(&self) -> u64 {
+        let text = |s: &Option<Box<str>>| s.as_ref().map_or(0, |s| s.len());
+        (ENTRY_OVERHEAD
+            + self.identity.heap_size()
+            + self.claims.heap_size()
+            + text(&self.id_token)
+            + text(&self.refresh_token)
+            + text(&self.sid)) as u64
     }
 
     /// Time left before the session ends, or `None` when it has ended.
@@ -225,6 +267,12 @@ impl Index {
 #[async_trait::async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     async fn get(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError>;
+    /// As [`SessionStore::get`], but from the store itself, past any copy
+    /// this process keeps: for decisions other instances may have made
+    /// meanwhile (has the session been refreshed?).
+    async fn get_fresh(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
+        self.get(key).await
+    }
     /// Stores `session` (and its index entries); it expires by itself
     /// after `ttl`.
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError>;
@@ -252,7 +300,7 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Opens the store the configuration names.
 pub fn open_store(config: &crate::config::Config) -> Result<Arc<dyn SessionStore>, StoreError> {
     Ok(match config.session.store {
-        crate::config::StoreKind::Memory => Arc::new(memory::MemoryStore::new(config.session.memory_max_sessions)),
+        crate::config::StoreKind::Memory => Arc::new(memory::MemoryStore::bounded(MemoryBound::new(&config.session))),
         crate::config::StoreKind::Redis => {
             let redis: Arc<dyn SessionStore> = Arc::new(redis::RedisStore::new(&redis::RedisOptions {
                 urls: config.session.redis_urls.iter().map(|s| s.expose().to_string()).collect(),
@@ -261,7 +309,7 @@ pub fn open_store(config: &crate::config::Config) -> Result<Arc<dyn SessionStore
                 index_ttl: config.session.ttl,
             })?);
             match config.session.cache_ttl {
-                Some(ttl) => Arc::new(cached::CachedStore::new(redis, ttl, config.session.memory_max_sessions)),
+                Some(ttl) => Arc::new(cached::CachedStore::bounded(redis, ttl, MemoryBound::new(&config.session))),
                 None => redis,
             }
         }
@@ -275,4 +323,82 @@ pub async fn revoke(store: &dyn SessionStore, index: &Index) -> Result<usize, St
         store.delete(key).await?;
     }
     Ok(found.len())
+}
+
+/// Ends the oldest sessions of the person `subject` beyond `max`, never
+/// `keep` (the one just made); returns those ended. The sessions are found
+/// through the store's `sub` index (the memory store looks through all).
+pub async fn end_oldest_beyond(
+    store: &dyn SessionStore,
+    subject: &str,
+    keep: &StoreKey,
+    max: usize,
+) -> Result<Vec<Arc<Session>>, StoreError> {
+    let mut found = store.find(&Index::Subject(subject.to_string())).await?;
+    if found.len() <= max {
+        return Ok(Vec::new());
+    }
+    // Oldest first, the kept one last.
+    found.sort_by_key(|(key, session)| (key == keep, session.created_at));
+    let excess = found.len() - max;
+    let mut ended = Vec::with_capacity(excess);
+    for (key, session) in found.into_iter().take(excess) {
+        store.delete(&key).await?;
+        ended.push(session);
+    }
+    Ok(ended)
+}
+
+/// `identity` with no text longer than a header carries
+/// ([`crate::headers::MAX_VALUE_LEN`]): a longer display name, email,
+/// group or role is cut there (at a character boundary), so one account
+/// with a huge claim cannot make its sessions huge. The user name and the
+/// subject, which say who someone is, are kept whole.
+pub fn capped(identity: Identity) -> Identity {
+    let max = crate::headers::MAX_VALUE_LEN;
+    let long = |s: &str| s.len() > max;
+    let needed = identity.name().is_some_and(long)
+        || identity.email().is_some_and(long)
+        || identity.person_email().is_some_and(long)
+        || identity.groups().any(long)
+        || identity.roles().any(long)
+        || identity.header_groups().is_some_and(|mut g| g.any(long));
+    if !needed {
+        return identity;
+    }
+    let cut = |s: &mut String| {
+        if s.len() > max {
+            let mut end = max;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+        }
+    };
+    let mut p = identity.to_parts();
+    p.name.iter_mut().chain(p.email.iter_mut()).chain(p.person_email.iter_mut()).for_each(cut);
+    p.groups.iter_mut().chain(p.roles.iter_mut()).chain(p.header_groups.iter_mut().flatten()).for_each(cut);
+    p.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_text_is_cut_at_the_header_limit_but_not_who_someone_is() {
+        let max = crate::headers::MAX_VALUE_LEN;
+        let mut p = test_session("alice").identity.to_parts();
+        p.name = Some("é".repeat(max));
+        p.email = Some("a".repeat(max + 10));
+        p.groups = vec!["short".into(), "g".repeat(max * 2)];
+        p.subject = "s".repeat(max + 1);
+        let cut = capped(p.into()).to_parts();
+        let name = cut.name.unwrap();
+        assert!(name.len() <= max && name.len() > max - 2 && name.chars().all(|c| c == 'é'));
+        assert_eq!(cut.email.unwrap().len(), max);
+        assert_eq!(cut.groups, vec!["short".to_string(), "g".repeat(max)]);
+        assert_eq!(cut.subject.len(), max + 1, "the subject is kept whole");
+        assert_eq!(cut.user, "alice");
+    }
 }
