@@ -215,6 +215,17 @@ impl GraphConfig {
             _ => {}
         }
 
+        if self.enabled && self.mode == Mode::ClientCredentials && directory_id(self.tenant.as_deref(), &oidc.issuer).is_none() {
+            return Err(ConfigError::invalid(
+                "graph.tenant",
+                format!(
+                    "`{}` is a domain name; mode `client_credentials` checks each login's `tid` against the directory \
+                     (tenant) ID, so set graph.tenant (or the tenant in oidc.issuer) to that ID",
+                    self.tenant.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+
         self.client_id = Some(
             self.client_id.as_deref().map(str::trim).filter(|c| !c.is_empty()).unwrap_or(&oidc.client_id).to_string(),
         );
@@ -265,6 +276,12 @@ pub fn tenant_from_issuer(issuer: &str) -> Option<String> {
         [tenant, "v2.0"] | [tenant] if *tenant != "v2.0" => Some(tenant.to_string()),
         _ => None,
     }
+}
+
+/// The directory (tenant) ID logins must come from: `graph.tenant` when it
+/// is an ID, else the tenant in `oidc.issuer` when that is one (lower case).
+fn directory_id(tenant: Option<&str>, issuer: &str) -> Option<String> {
+    tenant.filter(|t| is_guid(t)).map(str::to_string).or_else(|| tenant_from_issuer(issuer).filter(|t| is_guid(t))).map(|t| t.to_ascii_lowercase())
 }
 
 // ---------------------------------------------------------------------------
@@ -376,6 +393,15 @@ pub enum GraphError {
     /// The token endpoint refused a client credentials or On-Behalf-Of request.
     #[error("graph: the token endpoint refused the {grant} request: {error}{}: {hint}", aadsts(codes))]
     TokenEndpoint { grant: &'static str, status: u16, error: String, codes: Vec<u64>, hint: String },
+    /// `client_credentials`: the login's `tid` is not the configured
+    /// directory (or is missing), so its `oid` means nothing there. Graph is
+    /// not asked and the token's groups are not used.
+    #[error(
+        "graph: the login's tenant ({}) is not the configured directory {expected}; Microsoft Graph is not asked \
+         and the login gets no groups",
+        tid.as_deref().map(|t| format!("tid {t}")).unwrap_or_else(|| "no `tid` claim".into())
+    )]
+    ForeignTenant { tid: Option<String>, expected: String },
     /// The lookup did not finish within `graph.timeout`.
     #[error("graph: timeout ({}) while {during}", humantime::format_duration(*timeout))]
     Timeout { timeout: Duration, during: String },
@@ -491,6 +517,8 @@ pub struct Graph {
     client_secret: Secret,
     timeout: Duration,
     token_url: Option<Url>,
+    /// `client_credentials`: the directory ID every login's `tid` must be.
+    directory_id: Option<String>,
     graph_url: Url,
     scope: String,
     resolve_names: bool,
@@ -568,6 +596,11 @@ impl Graph {
             client_secret: g.client_secret.clone().unwrap_or_else(|| config.oidc.client_secret.clone()),
             timeout: g.timeout.0,
             token_url,
+            directory_id: if g.mode == Mode::ClientCredentials {
+                directory_id(g.tenant.as_deref(), &config.oidc.issuer)
+            } else {
+                None
+            },
             graph_url,
             scope,
             resolve_names: g.resolve_names,
@@ -608,6 +641,11 @@ impl Graph {
         }
         let resolved = match self.resolve(claims, access_token).await {
             Ok(r) => r,
+            // Another directory's groups mean nothing here, and a name such
+            // a token carries may be anyone's choosing: no groups at all.
+            Err(GraphError::ForeignTenant { .. }) => {
+                Resolved { groups: Vec::new(), overage: overage(claims), from_graph: false }
+            }
             Err(_) => self.token_groups(claims),
         };
         claims.insert(GROUPS_CLAIM.into(), Value::Array(resolved.match_values().into_iter().map(Value::String).collect()));
@@ -678,6 +716,7 @@ impl Graph {
         deadline: Instant,
         stage: &Stage,
     ) -> Result<Resolved, GraphError> {
+        self.check_tenant(claims)?;
         let mut resolved = self.token_groups(claims);
         let mut bearer: Option<Token> = None;
 
@@ -726,6 +765,19 @@ impl Graph {
             }
         }
         Ok(resolved)
+    }
+
+    /// `client_credentials` reads any user of the directory by `oid`: the
+    /// login must come from that directory, or its `oid` names nobody there.
+    fn check_tenant(&self, claims: &Map<String, Value>) -> Result<(), GraphError> {
+        let Some(expected) = &self.directory_id else { return Ok(()) };
+        match claim_str(claims, "tid") {
+            Some(tid) if tid.eq_ignore_ascii_case(expected) => Ok(()),
+            tid => Err(GraphError::ForeignTenant {
+                tid: tid.map(|t| shorten(&t.escape_default().to_string())),
+                expected: expected.clone(),
+            }),
+        }
     }
 
     fn cached_name(&self, id: &str) -> Option<Option<String>> {
@@ -1299,6 +1351,14 @@ mod tests {
         Config::from_toml_str(&toml(common, "mode = \"delegated\"")).unwrap();
         let c = Config::from_toml_str(&toml(common, "mode = \"obo\"\ntenant = \"contoso.onmicrosoft.com\"")).unwrap();
         assert_eq!(c.graph.tenant.as_deref(), Some("contoso.onmicrosoft.com"));
+
+        // client_credentials compares each login's `tid` with the directory
+        // ID: a domain name alone is not enough...
+        let domain = "mode = \"client_credentials\"\ntenant = \"contoso.onmicrosoft.com\"";
+        let err = Config::from_toml_str(&toml(common, domain)).unwrap_err().to_string();
+        assert!(err.contains("graph.tenant") && err.contains("`tid`"), "{err}");
+        // ...unless the issuer names the directory ID.
+        Config::from_toml_str(&toml(ENTRA, domain)).unwrap();
     }
 
     #[test]

@@ -175,3 +175,47 @@ async fn memberships_are_looked_up_again_at_refresh() {
     assert_eq!(r.headers()["remote-groups"], "staff,photo-admins");
     assert_eq!(r.headers()["remote-role"], "admin");
 }
+
+#[tokio::test]
+async fn a_login_from_another_tenant_gets_no_groups_and_graph_is_not_asked() {
+    let idp = Idp::start().await;
+    let entra = Entra::start().await;
+    app_token(&entra).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1.0/users/{OID}/transitiveMemberOf")))
+        .respond_with(page(vec![group(PHOTO_ADMINS, "photo-admins")], None))
+        .mount(&entra.server)
+        .await;
+    let svc = Service::start(&config(&idp, &entra, "", "")).await;
+    svc.wait_ready().await;
+    let home = format!("{}/", svc.url);
+
+    // Another directory's user whose token names a group `photo-admins`
+    // (a name that directory chose): no role from it.
+    let mut user = serde_json::Value::Object(claims_with_groups(OID, &["photo-admins"]));
+    user["preferred_username"] = json!("mallory");
+    user["tid"] = json!(FOREIGN_TENANT);
+    idp.set_user(user);
+    let client = browser();
+    assert_eq!(login(&client, &svc.url, &home).await.status(), 302, "{}", svc.logs());
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["remote-user"], "mallory");
+    assert_eq!(r.headers()["remote-groups"], "");
+    assert_eq!(r.headers()["remote-role"], "guest");
+
+    // The same user with overage, groups required: refused, and Graph was
+    // never asked about the `oid`.
+    let required = config(&idp, &entra, "", "").replace("[session]", "[identity]\nrequired_groups = [\"photo-admins\"]\n\n[session]");
+    let svc = Service::start(&required).await;
+    svc.wait_ready().await;
+    let mut user = overage_user();
+    user["tid"] = json!(FOREIGN_TENANT);
+    idp.set_user(user);
+    let client = browser();
+    let home = format!("{}/", svc.url);
+    assert_eq!(login(&client, &svc.url, &home).await.status(), 403);
+    let logs = svc.logs();
+    assert!(logs.contains(&format!("tid {FOREIGN_TENANT}")) && logs.contains("Microsoft Graph is not asked"), "{logs}");
+    assert!(received(&entra).await.is_empty(), "Entra was asked: {:?}", received(&entra).await);
+}

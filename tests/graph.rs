@@ -500,3 +500,56 @@ async fn next_link_to_another_host_is_not_followed() {
     // An incomplete list is no list: the user's groups stay unknown.
     assert!(!graph.token_groups(&overage_claims(OID)).membership_known());
 }
+
+#[tokio::test]
+async fn client_credentials_asks_nothing_about_a_user_of_another_tenant() {
+    let entra = Entra::start().await;
+    // The app token and Graph would answer, were they asked.
+    Mock::given(method("POST")).and(path(entra.token_path())).respond_with(token_ok("app-token-1")).mount(&entra.server).await;
+    Mock::given(method("GET"))
+        .and(path(users_path(OID)))
+        .respond_with(page(vec![group(PHOTO_ADMINS, "photo-admins")], None))
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("POST")).and(path("/v1.0/$batch")).respond_with(BatchDirectory::new(&[])).mount(&entra.server).await;
+    let graph = entra.graph("mode = \"client_credentials\"");
+    let (logs, _guard) = Logs::capture();
+
+    // An overage login from another directory: its `oid` is not looked up.
+    let mut foreign = overage_claims(OID);
+    foreign.insert("tid".into(), json!(FOREIGN_TENANT));
+    let err = graph.resolve(&foreign, None).await.unwrap_err();
+    assert!(matches!(err, GraphError::ForeignTenant { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(FOREIGN_TENANT) && text.contains(TENANT), "{text}");
+
+    // Its token's groups are not used either: GUIDs of another directory
+    // are not resolved here, and a name it carries is nobody's here.
+    let mut named = claims_with_groups(OID, &[PHOTO_ADMINS, "photo-admins"]);
+    named.insert("tid".into(), json!(FOREIGN_TENANT));
+    let mut enriched = named.clone();
+    assert_eq!(graph.enrich(&mut enriched, None, false).await, Some(vec![]));
+    assert_eq!(enriched["groups"], json!([]));
+    // With groups required, the overage login stays refused (membership unknown).
+    let mut required = foreign.clone();
+    assert_eq!(graph.enrich(&mut required, None, true).await, Some(vec![]));
+    assert!(required.contains_key("_claim_names"));
+
+    // No `tid` at all: the same.
+    let mut none = overage_claims(OID);
+    none.remove("tid");
+    let err = graph.resolve(&none, None).await.unwrap_err();
+    assert!(err.to_string().contains("no `tid` claim"), "{err}");
+
+    assert!(received(&entra).await.is_empty(), "Graph or the token endpoint was asked: {:?}", received(&entra).await);
+    let logged = logs.text();
+    assert!(
+        logged.lines().any(|l| l.contains("WARN") && l.contains(&format!("tid {FOREIGN_TENANT}")) && l.contains("not asked")),
+        "{logged}"
+    );
+
+    // A login from the configured directory (in any letter case) is looked up.
+    let mut own = overage_claims(OID);
+    own.insert("tid".into(), json!(TENANT.to_ascii_uppercase()));
+    assert_eq!(names(&graph.resolve(&own, None).await.unwrap()), ["photo-admins"]);
+}

@@ -16,6 +16,8 @@ use wiremock::{Match, MockServer, Request, ResponseTemplate};
 pub const TENANT: &str = "0b6f6a4e-3c1d-4f43-9a4b-4e1f0a2c9d11";
 pub const CLIENT_ID: &str = "5d3c7a2e-8f41-4b6a-9c0d-2e7f1a3b4c5d";
 pub const CLIENT_SECRET: &str = "Xq38Q~graph-test-secret.9fK2";
+/// Another Entra directory than the one portcullis is configured for.
+pub const FOREIGN_TENANT: &str = "f0f0f0f0-1111-4222-8333-444444444444";
 /// The user in most tests (the example user of the Graph reference).
 pub const OID: &str = "6e7b768e-07e2-4810-8459-485f84f8f204";
 /// The user's access token from the login (opaque to portcullis).
@@ -109,6 +111,11 @@ pub fn claims_with_groups(oid: &str, groups: &[&str]) -> Map<String, Value> {
         "preferred_username": "alice@contoso.example",
         "groups": groups,
     }))
+}
+
+/// Every request the mock received (the token endpoint's and Graph's).
+pub async fn received(entra: &Entra) -> Vec<Request> {
+    entra.server.received_requests().await.unwrap_or_default()
 }
 
 pub fn obj(v: Value) -> Map<String, Value> {
