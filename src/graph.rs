@@ -16,7 +16,8 @@
 //! * Which token calls Graph depends on `[graph] mode`: the user's own
 //!   access token (`delegated`), an app token from the client credentials
 //!   grant (`client_credentials`, cached until shortly before it expires),
-//!   or a token from the On-Behalf-Of exchange (`obo`).
+//!   or a token from the On-Behalf-Of exchange (`obo`, cached per user the
+//!   same way, for at most 10,000 users).
 //!
 //! A failed lookup is never a grant: [`Graph::resolve`] returns a
 //! [`GraphError`] that says what went wrong (and, for permission problems,
@@ -503,10 +504,41 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// A token for Graph and when to replace it.
+#[derive(Clone)]
 struct AppToken {
     token: Token,
     refresh_at: Instant,
 }
+
+impl AppToken {
+    /// Reused until shortly before it expires: five minutes, or half its
+    /// lifetime when that is shorter.
+    fn new(token: Token, lifetime: Duration) -> AppToken {
+        let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 2);
+        AppToken { token, refresh_at: Instant::now() + lifetime - margin }
+    }
+
+    fn fresh(&self) -> bool {
+        Instant::now() < self.refresh_at
+    }
+}
+
+/// On-Behalf-Of tokens leave the cache when they are due for replacement.
+struct UntilRefresh;
+
+impl moka::Expiry<String, AppToken> for UntilRefresh {
+    fn expire_after_create(&self, _: &String, token: &AppToken, now: Instant) -> Option<Duration> {
+        Some(token.refresh_at.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(&self, _: &String, token: &AppToken, now: Instant, _: Option<Duration>) -> Option<Duration> {
+        Some(token.refresh_at.saturating_duration_since(now))
+    }
+}
+
+/// Most users whose On-Behalf-Of token is kept at once.
+const OBO_CACHE_USERS: u64 = 10_000;
 
 /// Microsoft Graph as portcullis sees it; cheap to share behind an `Arc`.
 pub struct Graph {
@@ -526,6 +558,9 @@ pub struct Graph {
     groups_header: GroupsHeader,
     http: reqwest::Client,
     app_token: tokio::sync::Mutex<Option<AppToken>>,
+    /// `obo`: user key → the user's Graph token, until shortly before it
+    /// expires (bounded; not affected by `cache_ttl`).
+    obo_tokens: Cache<String, AppToken>,
     /// User key → memberships (groups only, with names).
     memberships: Option<Cache<String, std::sync::Arc<Vec<Group>>>>,
     /// Lower-case group ID → display name (`None`: Graph does not know it).
@@ -608,6 +643,7 @@ impl Graph {
             groups_header: g.groups_header,
             http,
             app_token: tokio::sync::Mutex::new(None),
+            obo_tokens: Cache::builder().max_capacity(OBO_CACHE_USERS).expire_after(UntilRefresh).build(),
             memberships,
             names,
         })
@@ -690,6 +726,12 @@ impl Graph {
             Ok(result) => result,
             Err(_) => Err(GraphError::Timeout { timeout: self.timeout, during: stage.get().to_string() }),
         };
+        if self.mode == Mode::Obo && matches!(result, Err(GraphError::Unauthorized { .. })) {
+            // Graph refused the user's On-Behalf-Of token: exchange anew next time.
+            if let Ok(key) = self.user_key(claims) {
+                self.obo_tokens.invalidate(&key);
+            }
+        }
         let oid = claim_str(claims, "oid").unwrap_or_default();
         crate::metrics::get().graph(match &result {
             Ok(_) => "success",
@@ -727,7 +769,7 @@ impl Graph {
             let members = match cached {
                 Some(hit) => hit,
                 None => {
-                    let token = self.bearer(&mut bearer, access_token, deadline, stage).await?;
+                    let token = self.bearer(&mut bearer, claims, access_token, deadline, stage).await?;
                     let list = std::sync::Arc::new(self.fetch_memberships(claims, &token, deadline, stage).await?);
                     if let Some(cache) = &self.memberships {
                         cache.insert(key, list.clone());
@@ -755,7 +797,7 @@ impl Graph {
                 }
             }
             if !missing.is_empty() {
-                let token = self.bearer(&mut bearer, access_token, deadline, stage).await?;
+                let token = self.bearer(&mut bearer, claims, access_token, deadline, stage).await?;
                 let found = self.fetch_names(&missing, &token, deadline, stage).await?;
                 for g in resolved.groups.iter_mut() {
                     if let Some(name) = found.get(&group_key(&g.id)) {
@@ -806,6 +848,7 @@ impl Graph {
     async fn bearer(
         &self,
         memo: &mut Option<Token>,
+        claims: &Map<String, Value>,
         access_token: Option<&str>,
         deadline: Instant,
         stage: &Stage,
@@ -823,6 +866,13 @@ impl Graph {
             Mode::Delegated => user_token()?,
             Mode::ClientCredentials => self.app_token(deadline, stage).await?,
             Mode::Obo => {
+                let key = self.user_key(claims)?;
+                let cached = self.obo_tokens.get(&key).filter(AppToken::fresh);
+                crate::metrics::get().cache("graph_obo_tokens", cached.is_some());
+                if let Some(hit) = cached {
+                    *memo = Some(hit.token.clone());
+                    return Ok(hit.token);
+                }
                 let assertion = user_token()?;
                 stage.set("exchanging the user's token On-Behalf-Of at the token endpoint");
                 let form = [
@@ -833,7 +883,10 @@ impl Graph {
                     ("scope", self.scope.as_str()),
                     ("requested_token_use", "on_behalf_of"),
                 ];
-                self.token_request("On-Behalf-Of", &form, &[assertion.0.as_str()], deadline).await?.0
+                let (token, lifetime) =
+                    self.token_request("On-Behalf-Of", &form, &[assertion.0.as_str()], deadline).await?;
+                self.obo_tokens.insert(key, AppToken::new(token.clone(), lifetime));
+                token
             }
         };
         *memo = Some(token.clone());
@@ -843,7 +896,7 @@ impl Graph {
     /// An app-only token, reused until shortly before it expires.
     async fn app_token(&self, deadline: Instant, stage: &Stage) -> Result<Token, GraphError> {
         let mut cached = self.app_token.lock().await;
-        if let Some(t) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
+        if let Some(t) = cached.as_ref().filter(|t| t.fresh()) {
             return Ok(t.token.clone());
         }
         stage.set("requesting an app token from the token endpoint");
@@ -854,8 +907,7 @@ impl Graph {
             ("scope", self.scope.as_str()),
         ];
         let (token, lifetime) = self.token_request("client_credentials", &form, &[], deadline).await?;
-        let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 2);
-        *cached = Some(AppToken { token: token.clone(), refresh_at: Instant::now() + lifetime - margin });
+        *cached = Some(AppToken::new(token.clone(), lifetime));
         Ok(token)
     }
 

@@ -553,3 +553,97 @@ async fn client_credentials_asks_nothing_about_a_user_of_another_tenant() {
     own.insert("tid".into(), json!(TENANT.to_ascii_uppercase()));
     assert_eq!(names(&graph.resolve(&own, None).await.unwrap()), ["photo-admins"]);
 }
+
+/// The token endpoint's requests of one grant type.
+async fn token_requests(entra: &Entra, grant: &str) -> usize {
+    received(entra)
+        .await
+        .iter()
+        .filter(|r| r.url.path() == entra.token_path())
+        .filter(|r| url::form_urlencoded::parse(&r.body).any(|(k, v)| k == "grant_type" && v == grant))
+        .count()
+}
+
+const OBO_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+#[tokio::test]
+async fn obo_token_is_reused_for_the_same_user_within_its_lifetime() {
+    let entra = Entra::start().await;
+    let bob_token = "eyJ0eXAiOiJKV1QifQ.bob-access-token.sig";
+    let bob = "0c9b8a7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d";
+    for (assertion, obo) in [(USER_TOKEN, "obo-alice"), (bob_token, "obo-bob")] {
+        Mock::given(method("POST"))
+            .and(path(entra.token_path()))
+            .and(form_has(&[("grant_type", OBO_GRANT), ("assertion", assertion)]))
+            .respond_with(token_ok(obo))
+            .mount(&entra.server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path(ME))
+        .and(header("authorization", "Bearer obo-alice"))
+        .respond_with(page(vec![group(STAFF, "staff")], None))
+        .expect(3)
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ME))
+        .and(header("authorization", "Bearer obo-bob"))
+        .respond_with(page(vec![group(FAMILY, "family")], None))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+    // Memberships are not cached, so every lookup asks Graph.
+    let graph = entra.graph("mode = \"obo\"\ncache_ttl = \"0s\"");
+
+    for _ in 0..2 {
+        let r = graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap();
+        assert_eq!(names(&r), ["staff"]);
+    }
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 1, "the second lookup reuses alice's On-Behalf-Of token");
+
+    // Another user never gets alice's token: bob's is exchanged for him.
+    let r = graph.resolve(&overage_claims(bob), Some(bob_token)).await.unwrap();
+    assert_eq!(names(&r), ["family"]);
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 2);
+
+    // A new login of alice (a new access token) still reuses hers.
+    let r = graph.resolve(&overage_claims(OID), Some("eyJ0eXAiOiJKV1QifQ.alice-again.sig")).await.unwrap();
+    assert_eq!(names(&r), ["staff"]);
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 2);
+}
+
+#[tokio::test]
+async fn obo_token_is_exchanged_again_when_due_or_refused() {
+    let entra = Entra::start().await;
+    // A two-second token is replaced after half its lifetime.
+    Mock::given(method("POST"))
+        .and(path(entra.token_path()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token_type": "Bearer", "expires_in": 2, "access_token": "obo-short"})),
+        )
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ME))
+        .respond_with(graph_error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("GET")).and(path(ME)).respond_with(page(vec![group(STAFF, "staff")], None)).mount(&entra.server).await;
+    let graph = entra.graph("mode = \"obo\"\ncache_ttl = \"0s\"");
+
+    // Graph refuses the token: it is forgotten, and the next lookup exchanges anew.
+    let err = graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap_err();
+    assert!(matches!(err, GraphError::Unauthorized { .. }), "{err}");
+    graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap();
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 2);
+    graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap();
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 2, "still fresh");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap();
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 3, "due for replacement");
+}
