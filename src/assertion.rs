@@ -244,6 +244,68 @@ mod tests {
         assert!(!format!("{:?}", ClientKey::from_pem(KEY, CERT).unwrap()).contains("MII"));
     }
 
+    fn config(oidc: &str) -> Result<crate::Config, String> {
+        config_with(oidc, "")
+    }
+
+    fn config_with(oidc: &str, graph: &str) -> Result<crate::Config, String> {
+        crate::Config::from_toml_str(&format!(
+            "public_url = \"https://auth.example.com\"\n[oidc]\nissuer = \"https://login.microsoftonline.com/0b6f6a4e-3c1d-4f43-9a4b-4e1f0a2c9d11/v2.0\"\n\
+             client_id = \"app-id\"\n{oidc}\n[graph]\nenabled = true\nmode = \"client_credentials\"\n{graph}\n"
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    fn files(key: &str, cert: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let (k, c) = (dir.path().join("client.key"), dir.path().join("client.crt"));
+        std::fs::write(&k, key).unwrap();
+        std::fs::write(&c, cert).unwrap();
+        let toml = format!("client_key_file = {k:?}\nclient_certificate_file = {c:?}");
+        (dir, toml)
+    }
+
+    #[test]
+    fn configuration_checks_the_key_and_names_the_key_at_fault() {
+        let jwt = "client_auth = \"private_key_jwt\"";
+        let (_dir, good) = files(KEY, CERT);
+        let c = config(&format!("{jwt}\n{good}")).unwrap();
+        let key = c.oidc.client_key.as_ref().unwrap();
+        assert_eq!(key.thumbprint(), "nKTZ8twox-o67cxLjgBB3ak39s0aW52vYvsm1uPWSUY");
+        assert!(c.oidc.client_secret.is_empty());
+        // Graph uses the certificate too, unless it has its own secret.
+        assert!(c.graph.client_secret.is_none());
+        let own = config_with(&format!("{jwt}\n{good}"), "client_secret = \"graph-secret\"").unwrap();
+        assert_eq!(own.graph.client_secret.as_ref().unwrap().expose(), "graph-secret");
+        let shown = c.redacted().to_string();
+        assert!(shown.contains("\"client_auth\":\"private_key_jwt\"") && shown.contains(key.thumbprint()), "{shown}");
+        assert!(!shown.contains("MII") && !format!("{c:?}").contains("MII"), "{shown}");
+
+        // Inline, as from the environment.
+        let inline = format!("{jwt}\nclient_key = {KEY:?}\nclient_certificate = {CERT:?}");
+        assert!(config(&inline).unwrap().oidc.client_key.is_some());
+
+        let (_d1, mismatch) = files(OTHER_KEY, CERT);
+        let (_d2, not_a_key) = files("-----BEGIN PRIVATE KEY-----\nMIIBroken\n-----END PRIVATE KEY-----\n", CERT);
+        let (_d3, not_a_cert) = files(KEY, OTHER_KEY);
+        for (oidc, key, reason) in [
+            (format!("{jwt}\n{mismatch}"), "oidc.client_certificate_file", "is not the certificate of this private key"),
+            (format!("{jwt}\n{not_a_key}"), "oidc.client_key_file", "is not a PEM RSA private key"),
+            (format!("{jwt}\n{not_a_cert}"), "oidc.client_certificate_file", "is not a PEM X.509 certificate"),
+            (format!("{jwt}\nclient_key = {OTHER_KEY:?}\nclient_certificate = {CERT:?}"), "oidc.client_certificate", "is not the certificate"),
+            (format!("{jwt}\nclient_key = \"-----BEGIN RSA PRIVATE KEY-----\\nMIIsecret\""), "oidc.client_certificate", "is required"),
+            (format!("{jwt}\nclient_certificate = {CERT:?}"), "oidc.client_key", "is required"),
+            (jwt.to_string(), "oidc.client_key", "is required"),
+            (format!("{jwt}\n{good}\nclient_secret = \"s3cret-value\""), "oidc.client_secret", "is not used"),
+            (good.clone(), "oidc.client_key_file", "private_key_jwt"),
+            (String::new(), "oidc.client_secret", "is required"),
+        ] {
+            let err = config(&oidc).unwrap_err();
+            assert!(err.contains(&format!("`{key}`")) && err.contains(reason), "{oidc}: {err}");
+            assert!(!err.contains("MII") && !err.contains("s3cret-value"), "{err}");
+        }
+    }
+
     #[test]
     fn the_first_certificate_of_a_chain_is_used() {
         let chain = format!("{CERT}\n{CERT}");

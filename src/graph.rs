@@ -122,7 +122,8 @@ pub enum GroupsHeader {
 /// After [`GraphConfig::validate`] (run by [`Config::validate`]) the
 /// optional keys hold their effective values: `tenant` taken from the
 /// issuer, `client_id` and `client_secret` from `[oidc]`, and a
-/// `client_secret_file` read into `client_secret`.
+/// `client_secret_file` read into `client_secret`. `client_secret` stays
+/// `None` when Graph uses `[oidc]`'s certificate (`private_key_jwt`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GraphConfig {
@@ -134,7 +135,8 @@ pub struct GraphConfig {
     pub tenant: Option<String>,
     /// Default: `oidc.client_id`.
     pub client_id: Option<String>,
-    /// Default: `oidc.client_secret`.
+    /// Default: `oidc.client_secret`, or with `oidc.client_auth =
+    /// "private_key_jwt"` `[oidc]`'s key and certificate.
     pub client_secret: Option<Secret>,
     pub client_secret_file: Option<PathBuf>,
     /// For the whole lookup, retries and paging included.
@@ -236,7 +238,11 @@ impl GraphConfig {
             self.client_secret_file.as_deref(),
         )?;
         self.client_secret_file = None;
-        self.client_secret = Some(secret.filter(|s| !s.is_empty()).unwrap_or_else(|| oidc.client_secret.clone()));
+        self.client_secret = match secret.filter(|s| !s.is_empty()) {
+            Some(own) => Some(own),
+            None if oidc.client_key.is_some() => None,
+            None => Some(oidc.client_secret.clone()),
+        };
         Ok(self)
     }
 }
@@ -465,6 +471,11 @@ fn token_hint(mode: Mode, codes: &[u64], description: &str) -> String {
                         oidc.client_secret)"
             }
             7000222 => "the client secret has expired: create a new one in the app registration",
+            700027 => {
+                "the client assertion was refused: upload the certificate (oidc.client_certificate) to the app \
+                 registration under Certificates & secrets → Certificates, and check it has not expired"
+            }
+            700024 => "the client assertion is not within its valid time range: check this host's clock",
             700016 => "no application with this client ID in the tenant: check graph.client_id and graph.tenant",
             90002 | 900023 => "the tenant was not found: check graph.tenant",
             65001 => "consent is missing: an administrator must grant admin consent for the Graph permissions",
@@ -540,13 +551,23 @@ impl moka::Expiry<String, AppToken> for UntilRefresh {
 /// Most users whose On-Behalf-Of token is kept at once.
 const OBO_CACHE_USERS: u64 = 10_000;
 
+/// How the app authenticates at the token endpoint.
+enum Credential {
+    Secret(Secret),
+    /// `private_key_jwt`: a fresh client assertion for each request.
+    Key(std::sync::Arc<crate::assertion::ClientKey>),
+}
+
+/// Form fields that are credentials: never echoed in an error.
+const CREDENTIAL_FIELDS: [&str; 3] = ["client_secret", "client_assertion", "assertion"];
+
 /// Microsoft Graph as portcullis sees it; cheap to share behind an `Arc`.
 pub struct Graph {
     enabled: bool,
     mode: Mode,
     trigger: Trigger,
     client_id: String,
-    client_secret: Secret,
+    credential: Credential,
     timeout: Duration,
     token_url: Option<Url>,
     /// `client_credentials`: the directory ID every login's `tid` must be.
@@ -628,7 +649,11 @@ impl Graph {
             mode: g.mode,
             trigger: g.trigger,
             client_id: g.client_id.clone().unwrap_or_else(|| config.oidc.client_id.clone()),
-            client_secret: g.client_secret.clone().unwrap_or_else(|| config.oidc.client_secret.clone()),
+            credential: match (&g.client_secret, &config.oidc.client_key) {
+                (Some(secret), _) if !secret.is_empty() => Credential::Secret(secret.clone()),
+                (_, Some(key)) => Credential::Key(key.clone()),
+                _ => Credential::Secret(config.oidc.client_secret.clone()),
+            },
             timeout: g.timeout.0,
             token_url,
             directory_id: if g.mode == Mode::ClientCredentials {
@@ -877,14 +902,11 @@ impl Graph {
                 stage.set("exchanging the user's token On-Behalf-Of at the token endpoint");
                 let form = [
                     ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                    ("client_id", self.client_id.as_str()),
-                    ("client_secret", self.client_secret.expose()),
                     ("assertion", assertion.0.as_str()),
                     ("scope", self.scope.as_str()),
                     ("requested_token_use", "on_behalf_of"),
                 ];
-                let (token, lifetime) =
-                    self.token_request("On-Behalf-Of", &form, &[assertion.0.as_str()], deadline).await?;
+                let (token, lifetime) = self.token_request("On-Behalf-Of", &form, deadline).await?;
                 self.obo_tokens.insert(key, AppToken::new(token.clone(), lifetime));
                 token
             }
@@ -900,13 +922,8 @@ impl Graph {
             return Ok(t.token.clone());
         }
         stage.set("requesting an app token from the token endpoint");
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose()),
-            ("scope", self.scope.as_str()),
-        ];
-        let (token, lifetime) = self.token_request("client_credentials", &form, &[], deadline).await?;
+        let form = [("grant_type", "client_credentials"), ("scope", self.scope.as_str())];
+        let (token, lifetime) = self.token_request("client_credentials", &form, deadline).await?;
         *cached = Some(AppToken::new(token.clone(), lifetime));
         Ok(token)
     }
@@ -917,18 +934,27 @@ impl Graph {
         }
     }
 
-    /// POSTs a form to `{authority}/{tenant}/oauth2/v2.0/token`.
+    /// POSTs `grant` to `{authority}/{tenant}/oauth2/v2.0/token`, with the
+    /// client's credentials: its secret, or a client assertion.
     async fn token_request(
         &self,
         grant: &'static str,
-        form: &[(&str, &str)],
-        also_secret: &[&str],
+        grant_form: &[(&str, &str)],
         deadline: Instant,
     ) -> Result<(Token, Duration), GraphError> {
         const DURING: &str = "requesting a token";
         let Some(url) = self.token_url.clone() else {
             return Err(GraphError::Invalid { during: DURING, reason: "graph.tenant is not set".into() });
         };
+        let mut form: Vec<(&str, String)> = grant_form.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        match &self.credential {
+            Credential::Secret(secret) => {
+                form.push(("client_id", self.client_id.clone()));
+                form.push(("client_secret", secret.expose().to_string()));
+            }
+            Credential::Key(key) => form.extend(key.form(&self.client_id, url.as_str())),
+        }
+        let form = &form;
         let response = self.send(DURING, deadline, || self.http.post(url.clone()).form(form)).await?;
         let status = response.status();
         let body = read_json(response, DURING).await;
@@ -954,8 +980,8 @@ impl Graph {
             .map(|a| a.iter().filter_map(Value::as_u64).collect())
             .unwrap_or_default();
         let description = body.get("error_description").and_then(Value::as_str).unwrap_or("");
-        let mut secrets = vec![self.client_secret.expose()];
-        secrets.extend_from_slice(also_secret);
+        let secrets: Vec<&str> =
+            form.iter().filter(|(k, _)| CREDENTIAL_FIELDS.contains(k)).map(|(_, v)| v.as_str()).collect();
         let hint = scrub(&token_hint(self.mode, &codes, description), &secrets);
         Err(GraphError::TokenEndpoint { grant, status: status.as_u16(), error: shorten(&error), codes, hint })
     }

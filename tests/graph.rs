@@ -647,3 +647,144 @@ async fn obo_token_is_exchanged_again_when_due_or_refused() {
     graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap();
     assert_eq!(token_requests(&entra, OBO_GRANT).await, 3, "due for replacement");
 }
+
+/// portcullis for the mock with certificate credentials in `[oidc]` and
+/// `graph` in `[graph]` (no secret anywhere).
+fn certificate_graph(entra: &Entra, graph: &str) -> portcullis::graph::Graph {
+    let toml = entra.toml(graph).replace(&format!("client_secret = \"{CLIENT_SECRET}\""), &private_key_jwt_toml());
+    assert!(!toml.contains(CLIENT_SECRET));
+    let config = portcullis::Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("config: {e}"));
+    portcullis::graph::Graph::new(&config).unwrap()
+}
+
+#[tokio::test]
+async fn app_and_obo_tokens_are_requested_with_a_certificate() {
+    let entra = Entra::start().await;
+    let scope = entra.scope();
+    let endpoint = format!("{}{}", entra.uri(), entra.token_path());
+    let signed = || ClientAssertion { client_id: CLIENT_ID.into(), token_endpoint: endpoint.clone() };
+    Mock::given(method("POST"))
+        .and(path(entra.token_path()))
+        .and(form_has(&[("grant_type", "client_credentials"), ("scope", scope.as_str())]))
+        .and(signed())
+        .respond_with(token_ok("app-token-cert"))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(entra.token_path()))
+        .and(form_has(&[
+            ("grant_type", OBO_GRANT),
+            ("requested_token_use", "on_behalf_of"),
+            ("assertion", USER_TOKEN),
+            ("scope", scope.as_str()),
+        ]))
+        .and(signed())
+        .respond_with(token_ok("obo-cert"))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+    // Anything else at the token endpoint is refused as Entra would.
+    Mock::given(method("POST"))
+        .and(path(entra.token_path()))
+        .respond_with(token_error(401, "invalid_client", 700027, "Client assertion failed signature validation."))
+        .with_priority(10)
+        .expect(0)
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(users_path(OID)))
+        .and(header("authorization", "Bearer app-token-cert"))
+        .respond_with(page(vec![group(STAFF, "staff")], None))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ME))
+        .and(header("authorization", "Bearer obo-cert"))
+        .respond_with(page(vec![group(FAMILY, "family")], None))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+
+    let graph = certificate_graph(&entra, "mode = \"client_credentials\"");
+    assert_eq!(names(&graph.resolve(&overage_claims(OID), None).await.unwrap()), ["staff"]);
+    let graph = certificate_graph(&entra, "mode = \"obo\"");
+    assert_eq!(names(&graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap()), ["family"]);
+
+    // Each request had its own assertion (a fresh jti).
+    let jtis: std::collections::HashSet<String> = received(&entra)
+        .await
+        .iter()
+        .filter(|r| r.url.path() == entra.token_path())
+        .map(|r| {
+            let form = url::form_urlencoded::parse(&r.body).into_owned().collect();
+            check_client_assertion(&form, CLIENT_ID, &endpoint).unwrap()["jti"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(jtis.len(), 2);
+}
+
+#[tokio::test]
+async fn a_refused_client_assertion_is_explained() {
+    let entra = Entra::start().await;
+    Mock::given(method("POST"))
+        .and(path(entra.token_path()))
+        .respond_with(token_error(
+            401,
+            "invalid_client",
+            700027,
+            "The certificate with identifier used to sign the client assertion is not registered on application.",
+        ))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+    let graph = certificate_graph(&entra, "mode = \"client_credentials\"");
+    let (logs, _guard) = Logs::capture();
+    let err = graph.resolve(&overage_claims(OID), None).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("AADSTS700027") && text.contains("upload the certificate"), "{text}");
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(&received(&entra).await[0].body).into_owned().collect();
+    let assertion = &form["client_assertion"];
+    assert!(!logs.text().contains(assertion.as_str()) && !text.contains(assertion.as_str()));
+}
+
+#[test]
+fn the_assertion_check_refuses_a_forged_or_mixed_request() {
+    // The check the mocks apply must be able to fail: a JWT naming the
+    // right certificate but signed with another key is refused...
+    let endpoint = "http://127.0.0.1:1/t/oauth2/v2.0/token";
+    let now = common::idp::now();
+    let der_b64: String = CLIENT_CERT.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, der_b64).unwrap();
+    let x5t = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        <sha2::Sha256 as sha2::Digest>::digest(&der),
+    );
+    let claims = json!({"iss": CLIENT_ID, "sub": CLIENT_ID, "aud": endpoint, "jti": "0123456789abcdef0", "iat": now, "nbf": now, "exp": now + 300});
+    let forged = common::idp::sign_jwt(&json!({"alg": "RS256", "x5t#S256": x5t}), &claims, &common::idp::key(0));
+    let mut form: std::collections::HashMap<String, String> = [
+        ("client_id", CLIENT_ID),
+        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        ("client_assertion", forged.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let err = check_client_assertion(&form, CLIENT_ID, endpoint).unwrap_err();
+    assert!(err.contains("signature"), "{err}");
+
+    // ...and so is a real one sent together with a secret, or for another endpoint.
+    let config = portcullis::Config::from_toml_str(&format!(
+        "public_url = \"https://auth.example.com\"\n[oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"{CLIENT_ID}\"\n{}\n",
+        private_key_jwt_toml()
+    ))
+    .unwrap();
+    let key = config.oidc.client_key.clone().unwrap();
+    form.insert("client_assertion".into(), key.assertion(CLIENT_ID, endpoint));
+    check_client_assertion(&form, CLIENT_ID, endpoint).unwrap();
+    assert!(check_client_assertion(&form, CLIENT_ID, "http://127.0.0.1:1/other/token").unwrap_err().contains("aud"));
+    form.insert("client_secret".into(), CLIENT_SECRET.into());
+    assert!(check_client_assertion(&form, CLIENT_ID, endpoint).unwrap_err().contains("client_secret"));
+}
