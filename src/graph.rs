@@ -16,7 +16,8 @@
 //! * Which token calls Graph depends on `[graph] mode`: the user's own
 //!   access token (`delegated`), an app token from the client credentials
 //!   grant (`client_credentials`, cached until shortly before it expires),
-//!   or a token from the On-Behalf-Of exchange (`obo`).
+//!   or a token from the On-Behalf-Of exchange (`obo`, cached per user the
+//!   same way, for at most 10,000 users).
 //!
 //! A failed lookup is never a grant: [`Graph::resolve`] returns a
 //! [`GraphError`] that says what went wrong (and, for permission problems,
@@ -121,7 +122,8 @@ pub enum GroupsHeader {
 /// After [`GraphConfig::validate`] (run by [`Config::validate`]) the
 /// optional keys hold their effective values: `tenant` taken from the
 /// issuer, `client_id` and `client_secret` from `[oidc]`, and a
-/// `client_secret_file` read into `client_secret`.
+/// `client_secret_file` read into `client_secret`. `client_secret` stays
+/// `None` when Graph uses `[oidc]`'s certificate (`private_key_jwt`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GraphConfig {
@@ -133,7 +135,8 @@ pub struct GraphConfig {
     pub tenant: Option<String>,
     /// Default: `oidc.client_id`.
     pub client_id: Option<String>,
-    /// Default: `oidc.client_secret`.
+    /// Default: `oidc.client_secret`, or with `oidc.client_auth =
+    /// "private_key_jwt"` `[oidc]`'s key and certificate.
     pub client_secret: Option<Secret>,
     pub client_secret_file: Option<PathBuf>,
     /// For the whole lookup, retries and paging included.
@@ -215,6 +218,17 @@ impl GraphConfig {
             _ => {}
         }
 
+        if self.enabled && self.mode == Mode::ClientCredentials && directory_id(self.tenant.as_deref(), &oidc.issuer).is_none() {
+            return Err(ConfigError::invalid(
+                "graph.tenant",
+                format!(
+                    "`{}` is a domain name; mode `client_credentials` checks each login's `tid` against the directory \
+                     (tenant) ID, so set graph.tenant (or the tenant in oidc.issuer) to that ID",
+                    self.tenant.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+
         self.client_id = Some(
             self.client_id.as_deref().map(str::trim).filter(|c| !c.is_empty()).unwrap_or(&oidc.client_id).to_string(),
         );
@@ -224,7 +238,11 @@ impl GraphConfig {
             self.client_secret_file.as_deref(),
         )?;
         self.client_secret_file = None;
-        self.client_secret = Some(secret.filter(|s| !s.is_empty()).unwrap_or_else(|| oidc.client_secret.clone()));
+        self.client_secret = match secret.filter(|s| !s.is_empty()) {
+            Some(own) => Some(own),
+            None if oidc.client_key.is_some() => None,
+            None => Some(oidc.client_secret.clone()),
+        };
         Ok(self)
     }
 }
@@ -265,6 +283,12 @@ pub fn tenant_from_issuer(issuer: &str) -> Option<String> {
         [tenant, "v2.0"] | [tenant] if *tenant != "v2.0" => Some(tenant.to_string()),
         _ => None,
     }
+}
+
+/// The directory (tenant) ID logins must come from: `graph.tenant` when it
+/// is an ID, else the tenant in `oidc.issuer` when that is one (lower case).
+fn directory_id(tenant: Option<&str>, issuer: &str) -> Option<String> {
+    tenant.filter(|t| is_guid(t)).map(str::to_string).or_else(|| tenant_from_issuer(issuer).filter(|t| is_guid(t))).map(|t| t.to_ascii_lowercase())
 }
 
 // ---------------------------------------------------------------------------
@@ -376,6 +400,15 @@ pub enum GraphError {
     /// The token endpoint refused a client credentials or On-Behalf-Of request.
     #[error("graph: the token endpoint refused the {grant} request: {error}{}: {hint}", aadsts(codes))]
     TokenEndpoint { grant: &'static str, status: u16, error: String, codes: Vec<u64>, hint: String },
+    /// `client_credentials`: the login's `tid` is not the configured
+    /// directory (or is missing), so its `oid` means nothing there. Graph is
+    /// not asked and the token's groups are not used.
+    #[error(
+        "graph: the login's tenant ({}) is not the configured directory {expected}; Microsoft Graph is not asked \
+         and the login gets no groups",
+        tid.as_deref().map(|t| format!("tid {t}")).unwrap_or_else(|| "no `tid` claim".into())
+    )]
+    ForeignTenant { tid: Option<String>, expected: String },
     /// The lookup did not finish within `graph.timeout`.
     #[error("graph: timeout ({}) while {during}", humantime::format_duration(*timeout))]
     Timeout { timeout: Duration, during: String },
@@ -438,6 +471,11 @@ fn token_hint(mode: Mode, codes: &[u64], description: &str) -> String {
                         oidc.client_secret)"
             }
             7000222 => "the client secret has expired: create a new one in the app registration",
+            700027 => {
+                "the client assertion was refused: upload the certificate (oidc.client_certificate) to the app \
+                 registration under Certificates & secrets → Certificates, and check it has not expired"
+            }
+            700024 => "the client assertion is not within its valid time range: check this host's clock",
             700016 => "no application with this client ID in the tenant: check graph.client_id and graph.tenant",
             90002 | 900023 => "the tenant was not found: check graph.tenant",
             65001 => "consent is missing: an administrator must grant admin consent for the Graph permissions",
@@ -477,10 +515,51 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// A token for Graph and when to replace it.
+#[derive(Clone)]
 struct AppToken {
     token: Token,
     refresh_at: Instant,
 }
+
+impl AppToken {
+    /// Reused until shortly before it expires: five minutes, or half its
+    /// lifetime when that is shorter.
+    fn new(token: Token, lifetime: Duration) -> AppToken {
+        let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 2);
+        AppToken { token, refresh_at: Instant::now() + lifetime - margin }
+    }
+
+    fn fresh(&self) -> bool {
+        Instant::now() < self.refresh_at
+    }
+}
+
+/// On-Behalf-Of tokens leave the cache when they are due for replacement.
+struct UntilRefresh;
+
+impl moka::Expiry<String, AppToken> for UntilRefresh {
+    fn expire_after_create(&self, _: &String, token: &AppToken, now: Instant) -> Option<Duration> {
+        Some(token.refresh_at.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(&self, _: &String, token: &AppToken, now: Instant, _: Option<Duration>) -> Option<Duration> {
+        Some(token.refresh_at.saturating_duration_since(now))
+    }
+}
+
+/// Most users whose On-Behalf-Of token is kept at once.
+const OBO_CACHE_USERS: u64 = 10_000;
+
+/// How the app authenticates at the token endpoint.
+enum Credential {
+    Secret(Secret),
+    /// `private_key_jwt`: a fresh client assertion for each request.
+    Key(std::sync::Arc<crate::assertion::ClientKey>),
+}
+
+/// Form fields that are credentials: never echoed in an error.
+const CREDENTIAL_FIELDS: [&str; 3] = ["client_secret", "client_assertion", "assertion"];
 
 /// Microsoft Graph as portcullis sees it; cheap to share behind an `Arc`.
 pub struct Graph {
@@ -488,9 +567,11 @@ pub struct Graph {
     mode: Mode,
     trigger: Trigger,
     client_id: String,
-    client_secret: Secret,
+    credential: Credential,
     timeout: Duration,
     token_url: Option<Url>,
+    /// `client_credentials`: the directory ID every login's `tid` must be.
+    directory_id: Option<String>,
     graph_url: Url,
     scope: String,
     resolve_names: bool,
@@ -498,6 +579,9 @@ pub struct Graph {
     groups_header: GroupsHeader,
     http: reqwest::Client,
     app_token: tokio::sync::Mutex<Option<AppToken>>,
+    /// `obo`: user key → the user's Graph token, until shortly before it
+    /// expires (bounded; not affected by `cache_ttl`).
+    obo_tokens: Cache<String, AppToken>,
     /// User key → memberships (groups only, with names).
     memberships: Option<Cache<String, std::sync::Arc<Vec<Group>>>>,
     /// Lower-case group ID → display name (`None`: Graph does not know it).
@@ -565,9 +649,18 @@ impl Graph {
             mode: g.mode,
             trigger: g.trigger,
             client_id: g.client_id.clone().unwrap_or_else(|| config.oidc.client_id.clone()),
-            client_secret: g.client_secret.clone().unwrap_or_else(|| config.oidc.client_secret.clone()),
+            credential: match (&g.client_secret, &config.oidc.client_key) {
+                (Some(secret), _) if !secret.is_empty() => Credential::Secret(secret.clone()),
+                (_, Some(key)) => Credential::Key(key.clone()),
+                _ => Credential::Secret(config.oidc.client_secret.clone()),
+            },
             timeout: g.timeout.0,
             token_url,
+            directory_id: if g.mode == Mode::ClientCredentials {
+                directory_id(g.tenant.as_deref(), &config.oidc.issuer)
+            } else {
+                None
+            },
             graph_url,
             scope,
             resolve_names: g.resolve_names,
@@ -575,6 +668,7 @@ impl Graph {
             groups_header: g.groups_header,
             http,
             app_token: tokio::sync::Mutex::new(None),
+            obo_tokens: Cache::builder().max_capacity(OBO_CACHE_USERS).expire_after(UntilRefresh).build(),
             memberships,
             names,
         })
@@ -608,6 +702,11 @@ impl Graph {
         }
         let resolved = match self.resolve(claims, access_token).await {
             Ok(r) => r,
+            // Another directory's groups mean nothing here, and a name such
+            // a token carries may be anyone's choosing: no groups at all.
+            Err(GraphError::ForeignTenant { .. }) => {
+                Resolved { groups: Vec::new(), overage: overage(claims), from_graph: false }
+            }
             Err(_) => self.token_groups(claims),
         };
         claims.insert(GROUPS_CLAIM.into(), Value::Array(resolved.match_values().into_iter().map(Value::String).collect()));
@@ -652,6 +751,12 @@ impl Graph {
             Ok(result) => result,
             Err(_) => Err(GraphError::Timeout { timeout: self.timeout, during: stage.get().to_string() }),
         };
+        if self.mode == Mode::Obo && matches!(result, Err(GraphError::Unauthorized { .. })) {
+            // Graph refused the user's On-Behalf-Of token: exchange anew next time.
+            if let Ok(key) = self.user_key(claims) {
+                self.obo_tokens.invalidate(&key);
+            }
+        }
         let oid = claim_str(claims, "oid").unwrap_or_default();
         crate::metrics::get().graph(match &result {
             Ok(_) => "success",
@@ -678,6 +783,7 @@ impl Graph {
         deadline: Instant,
         stage: &Stage,
     ) -> Result<Resolved, GraphError> {
+        self.check_tenant(claims)?;
         let mut resolved = self.token_groups(claims);
         let mut bearer: Option<Token> = None;
 
@@ -688,7 +794,7 @@ impl Graph {
             let members = match cached {
                 Some(hit) => hit,
                 None => {
-                    let token = self.bearer(&mut bearer, access_token, deadline, stage).await?;
+                    let token = self.bearer(&mut bearer, claims, access_token, deadline, stage).await?;
                     let list = std::sync::Arc::new(self.fetch_memberships(claims, &token, deadline, stage).await?);
                     if let Some(cache) = &self.memberships {
                         cache.insert(key, list.clone());
@@ -716,7 +822,7 @@ impl Graph {
                 }
             }
             if !missing.is_empty() {
-                let token = self.bearer(&mut bearer, access_token, deadline, stage).await?;
+                let token = self.bearer(&mut bearer, claims, access_token, deadline, stage).await?;
                 let found = self.fetch_names(&missing, &token, deadline, stage).await?;
                 for g in resolved.groups.iter_mut() {
                     if let Some(name) = found.get(&group_key(&g.id)) {
@@ -726,6 +832,19 @@ impl Graph {
             }
         }
         Ok(resolved)
+    }
+
+    /// `client_credentials` reads any user of the directory by `oid`: the
+    /// login must come from that directory, or its `oid` names nobody there.
+    fn check_tenant(&self, claims: &Map<String, Value>) -> Result<(), GraphError> {
+        let Some(expected) = &self.directory_id else { return Ok(()) };
+        match claim_str(claims, "tid") {
+            Some(tid) if tid.eq_ignore_ascii_case(expected) => Ok(()),
+            tid => Err(GraphError::ForeignTenant {
+                tid: tid.map(|t| shorten(&t.escape_default().to_string())),
+                expected: expected.clone(),
+            }),
+        }
     }
 
     fn cached_name(&self, id: &str) -> Option<Option<String>> {
@@ -754,6 +873,7 @@ impl Graph {
     async fn bearer(
         &self,
         memo: &mut Option<Token>,
+        claims: &Map<String, Value>,
         access_token: Option<&str>,
         deadline: Instant,
         stage: &Stage,
@@ -771,17 +891,24 @@ impl Graph {
             Mode::Delegated => user_token()?,
             Mode::ClientCredentials => self.app_token(deadline, stage).await?,
             Mode::Obo => {
+                let key = self.user_key(claims)?;
+                let cached = self.obo_tokens.get(&key).filter(AppToken::fresh);
+                crate::metrics::get().cache("graph_obo_tokens", cached.is_some());
+                if let Some(hit) = cached {
+                    *memo = Some(hit.token.clone());
+                    return Ok(hit.token);
+                }
                 let assertion = user_token()?;
                 stage.set("exchanging the user's token On-Behalf-Of at the token endpoint");
                 let form = [
                     ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                    ("client_id", self.client_id.as_str()),
-                    ("client_secret", self.client_secret.expose()),
                     ("assertion", assertion.0.as_str()),
                     ("scope", self.scope.as_str()),
                     ("requested_token_use", "on_behalf_of"),
                 ];
-                self.token_request("On-Behalf-Of", &form, &[assertion.0.as_str()], deadline).await?.0
+                let (token, lifetime) = self.token_request("On-Behalf-Of", &form, deadline).await?;
+                self.obo_tokens.insert(key, AppToken::new(token.clone(), lifetime));
+                token
             }
         };
         *memo = Some(token.clone());
@@ -791,19 +918,13 @@ impl Graph {
     /// An app-only token, reused until shortly before it expires.
     async fn app_token(&self, deadline: Instant, stage: &Stage) -> Result<Token, GraphError> {
         let mut cached = self.app_token.lock().await;
-        if let Some(t) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
+        if let Some(t) = cached.as_ref().filter(|t| t.fresh()) {
             return Ok(t.token.clone());
         }
         stage.set("requesting an app token from the token endpoint");
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose()),
-            ("scope", self.scope.as_str()),
-        ];
-        let (token, lifetime) = self.token_request("client_credentials", &form, &[], deadline).await?;
-        let margin = TOKEN_REFRESH_MARGIN.min(lifetime / 2);
-        *cached = Some(AppToken { token: token.clone(), refresh_at: Instant::now() + lifetime - margin });
+        let form = [("grant_type", "client_credentials"), ("scope", self.scope.as_str())];
+        let (token, lifetime) = self.token_request("client_credentials", &form, deadline).await?;
+        *cached = Some(AppToken::new(token.clone(), lifetime));
         Ok(token)
     }
 
@@ -813,18 +934,27 @@ impl Graph {
         }
     }
 
-    /// POSTs a form to `{authority}/{tenant}/oauth2/v2.0/token`.
+    /// POSTs `grant` to `{authority}/{tenant}/oauth2/v2.0/token`, with the
+    /// client's credentials: its secret, or a client assertion.
     async fn token_request(
         &self,
         grant: &'static str,
-        form: &[(&str, &str)],
-        also_secret: &[&str],
+        grant_form: &[(&str, &str)],
         deadline: Instant,
     ) -> Result<(Token, Duration), GraphError> {
         const DURING: &str = "requesting a token";
         let Some(url) = self.token_url.clone() else {
             return Err(GraphError::Invalid { during: DURING, reason: "graph.tenant is not set".into() });
         };
+        let mut form: Vec<(&str, String)> = grant_form.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        match &self.credential {
+            Credential::Secret(secret) => {
+                form.push(("client_id", self.client_id.clone()));
+                form.push(("client_secret", secret.expose().to_string()));
+            }
+            Credential::Key(key) => form.extend(key.form(&self.client_id, url.as_str())),
+        }
+        let form = &form;
         let response = self.send(DURING, deadline, || self.http.post(url.clone()).form(form)).await?;
         let status = response.status();
         let body = read_json(response, DURING).await;
@@ -850,8 +980,8 @@ impl Graph {
             .map(|a| a.iter().filter_map(Value::as_u64).collect())
             .unwrap_or_default();
         let description = body.get("error_description").and_then(Value::as_str).unwrap_or("");
-        let mut secrets = vec![self.client_secret.expose()];
-        secrets.extend_from_slice(also_secret);
+        let secrets: Vec<&str> =
+            form.iter().filter(|(k, _)| CREDENTIAL_FIELDS.contains(k)).map(|(_, v)| v.as_str()).collect();
         let hint = scrub(&token_hint(self.mode, &codes, description), &secrets);
         Err(GraphError::TokenEndpoint { grant, status: status.as_u16(), error: shorten(&error), codes, hint })
     }
@@ -1299,6 +1429,14 @@ mod tests {
         Config::from_toml_str(&toml(common, "mode = \"delegated\"")).unwrap();
         let c = Config::from_toml_str(&toml(common, "mode = \"obo\"\ntenant = \"contoso.onmicrosoft.com\"")).unwrap();
         assert_eq!(c.graph.tenant.as_deref(), Some("contoso.onmicrosoft.com"));
+
+        // client_credentials compares each login's `tid` with the directory
+        // ID: a domain name alone is not enough...
+        let domain = "mode = \"client_credentials\"\ntenant = \"contoso.onmicrosoft.com\"";
+        let err = Config::from_toml_str(&toml(common, domain)).unwrap_err().to_string();
+        assert!(err.contains("graph.tenant") && err.contains("`tid`"), "{err}");
+        // ...unless the issuer names the directory ID.
+        Config::from_toml_str(&toml(ENTRA, domain)).unwrap();
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! [`policy`] → [`headers`]; [`explain`] shows that
 //! flow for given claims without anyone logging in.
 
+pub mod assertion;
 pub mod claims;
 pub mod config;
 pub mod deadline;

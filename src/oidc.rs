@@ -6,6 +6,11 @@
 //! the ID token is checked against the provider's JWKS (fetched again once
 //! when a token names a key we do not know), `iss`, `aud`, `azp`, `exp`,
 //! `iat`, `nbf` and `nonce`, then userinfo claims are merged in.
+//!
+//! At the token endpoint portcullis authenticates with its client secret
+//! (HTTP Basic, or in the body when the provider supports only that), or
+//! with `oidc.client_auth = "private_key_jwt"` with a fresh client
+//! assertion signed by its key ([`crate::assertion`]) and no secret.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -123,6 +128,8 @@ pub struct Oidc {
     issuer: String,
     client_id: String,
     client_secret: crate::config::Secret,
+    /// `private_key_jwt`: signs a client assertion for each token request.
+    client_key: Option<Arc<crate::assertion::ClientKey>>,
     scopes: Vec<String>,
     leeway: Duration,
     redirect_url: String,
@@ -145,6 +152,7 @@ impl Oidc {
             issuer: config.oidc.issuer.clone(),
             client_id: config.oidc.client_id.clone(),
             client_secret: config.oidc.client_secret.clone(),
+            client_key: config.oidc.client_key.clone(),
             scopes: config.oidc.scopes.clone(),
             leeway: config.oidc.leeway,
             redirect_url: config.callback_url().to_string(),
@@ -201,16 +209,28 @@ impl Oidc {
         let basic_ok = metadata.token_endpoint_auth_methods_supported().is_none_or(|methods| {
             methods.iter().any(|m| *m == openidconnect::core::CoreClientAuthMethod::ClientSecretBasic)
         });
+        let key_jwt_listed = metadata.token_endpoint_auth_methods_supported().is_none_or(|methods| {
+            methods.iter().any(|m| *m == openidconnect::core::CoreClientAuthMethod::PrivateKeyJwt)
+        });
+        if self.client_key.is_some() && !key_jwt_listed {
+            tracing::warn!(
+                issuer = %self.issuer,
+                "the identity provider does not list private_key_jwt in token_endpoint_auth_methods_supported; \
+                 sign-ins will fail if it does not accept client assertions"
+            );
+        }
         let jwks_uri = metadata.jwks_uri().clone();
         let jwks = metadata.jwks().clone();
         let end_session = metadata.additional_metadata().end_session_endpoint.as_ref().map(|u| u.url().clone());
-        let mut client = CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(self.client_id.clone()),
-            Some(ClientSecret::new(self.client_secret.expose().to_string())),
-        )
-        .set_redirect_uri(RedirectUrl::new(self.redirect_url.clone()).map_err(|e| OidcError::Invalid(e.to_string()))?);
-        if !basic_ok {
+        // With a client key there is no secret: the client ID goes in the
+        // body, next to the assertion added to each token request.
+        let secret = match self.client_key {
+            Some(_) => None,
+            None => Some(ClientSecret::new(self.client_secret.expose().to_string())),
+        };
+        let mut client = CoreClient::from_provider_metadata(metadata, ClientId::new(self.client_id.clone()), secret)
+            .set_redirect_uri(RedirectUrl::new(self.redirect_url.clone()).map_err(|e| OidcError::Invalid(e.to_string()))?);
+        if !basic_ok || self.client_key.is_some() {
             client = client.set_auth_type(AuthType::RequestBody);
         }
         *self.provider.write().unwrap() = Some(Arc::new(Provider {
@@ -250,14 +270,17 @@ impl Oidc {
     /// fetches userinfo.
     pub async fn finish(&self, code: &str, attempt: &LoginAttempt) -> Result<LoginResult, OidcError> {
         let provider = self.provider()?;
-        let response: CoreTokenResponse = provider
+        let mut request = provider
             .client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| OidcError::Invalid(format!("token endpoint: {e}")))?
-            .set_pkce_verifier(PkceCodeVerifier::new(attempt.verifier.clone()))
-            .request_async(&self.http)
-            .await
-            .map_err(describe_token_error)?;
+            .set_pkce_verifier(PkceCodeVerifier::new(attempt.verifier.clone()));
+        if let Some(assertion) = self.client_assertion(&provider) {
+            request = request
+                .add_extra_param("client_assertion_type", crate::assertion::ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion);
+        }
+        let response: CoreTokenResponse = request.request_async(&self.http).await.map_err(describe_token_error)?;
 
         let id_token = response
             .id_token()
@@ -283,6 +306,14 @@ impl Oidc {
         })
     }
 
+    /// With `private_key_jwt`: a fresh client assertion for the provider's
+    /// token endpoint (its `aud`).
+    fn client_assertion(&self, provider: &Provider) -> Option<String> {
+        let key = self.client_key.as_ref()?;
+        let token_url = provider.client.token_uri()?;
+        Some(key.assertion(&self.client_id, token_url.as_str()))
+    }
+
     /// The provider's issuer, as configured.
     pub fn issuer(&self) -> &str {
         &self.issuer
@@ -292,13 +323,17 @@ impl Oidc {
     /// provider sends one, and fresh userinfo claims.
     pub async fn refresh(&self, refresh_token: &str, subject: &str) -> Result<Refreshed, OidcError> {
         let provider = self.provider()?;
-        let response: CoreTokenResponse = provider
+        let refresh_token = openidconnect::RefreshToken::new(refresh_token.to_string());
+        let mut request = provider
             .client
-            .exchange_refresh_token(&openidconnect::RefreshToken::new(refresh_token.to_string()))
-            .map_err(|e| OidcError::Invalid(format!("token endpoint: {e}")))?
-            .request_async(&self.http)
-            .await
-            .map_err(describe_token_error)?;
+            .exchange_refresh_token(&refresh_token)
+            .map_err(|e| OidcError::Invalid(format!("token endpoint: {e}")))?;
+        if let Some(assertion) = self.client_assertion(&provider) {
+            request = request
+                .add_extra_param("client_assertion_type", crate::assertion::ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion);
+        }
+        let response: CoreTokenResponse = request.request_async(&self.http).await.map_err(describe_token_error)?;
         let (id_token, id_claims) = match response.id_token() {
             Some(token) => {
                 self.verify_id_token(&provider, token, None).await?;

@@ -500,3 +500,291 @@ async fn next_link_to_another_host_is_not_followed() {
     // An incomplete list is no list: the user's groups stay unknown.
     assert!(!graph.token_groups(&overage_claims(OID)).membership_known());
 }
+
+#[tokio::test]
+async fn client_credentials_asks_nothing_about_a_user_of_another_tenant() {
+    let entra = Entra::start().await;
+    // The app token and Graph would answer, were they asked.
+    Mock::given(method("POST")).and(path(entra.token_path())).respond_with(token_ok("app-token-1")).mount(&entra.server).await;
+    Mock::given(method("GET"))
+        .and(path(users_path(OID)))
+        .respond_with(page(vec![group(PHOTO_ADMINS, "photo-admins")], None))
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("POST")).and(path("/v1.0/$batch")).respond_with(BatchDirectory::new(&[])).mount(&entra.server).await;
+    let graph = entra.graph("mode = \"client_credentials\"");
+    let (logs, _guard) = Logs::capture();
+
+    // An overage login from another directory: its `oid` is not looked up.
+    let mut foreign = overage_claims(OID);
+    foreign.insert("tid".into(), json!(FOREIGN_TENANT));
+    let err = graph.resolve(&foreign, None).await.unwrap_err();
+    assert!(matches!(err, GraphError::ForeignTenant { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(FOREIGN_TENANT) && text.contains(TENANT), "{text}");
+
+    // Its token's groups are not used either: GUIDs of another directory
+    // are not resolved here, and a name it carries is nobody's here.
+    let mut named = claims_with_groups(OID, &[PHOTO_ADMINS, "photo-admins"]);
+    named.insert("tid".into(), json!(FOREIGN_TENANT));
+    let mut enriched = named.clone();
+    assert_eq!(graph.enrich(&mut enriched, None, false).await, Some(vec![]));
+    assert_eq!(enriched["groups"], json!([]));
+    // With groups required, the overage login stays refused (membership unknown).
+    let mut required = foreign.clone();
+    assert_eq!(graph.enrich(&mut required, None, true).await, Some(vec![]));
+    assert!(required.contains_key("_claim_names"));
+
+    // No `tid` at all: the same.
+    let mut none = overage_claims(OID);
+    none.remove("tid");
+    let err = graph.resolve(&none, None).await.unwrap_err();
+    assert!(err.to_string().contains("no `tid` claim"), "{err}");
+
+    assert!(received(&entra).await.is_empty(), "Graph or the token endpoint was asked: {:?}", received(&entra).await);
+    let logged = logs.text();
+    assert!(
+        logged.lines().any(|l| l.contains("WARN") && l.contains(&format!("tid {FOREIGN_TENANT}")) && l.contains("not asked")),
+        "{logged}"
+    );
+
+    // A login from the configured directory (in any letter case) is looked up.
+    let mut own = overage_claims(OID);
+    own.insert("tid".into(), json!(TENANT.to_ascii_uppercase()));
+    assert_eq!(names(&graph.resolve(&own, None).await.unwrap()), ["photo-admins"]);
+}
+
+/// The token endpoint's requests of one grant type.
+async fn token_requests(entra: &Entra, grant: &str) -> usize {
+    received(entra)
+        .await
+        .iter()
+        .filter(|r| r.url.path() == entra.token_path())
+        .filter(|r| url::form_urlencoded::parse(&r.body).any(|(k, v)| k == "grant_type" && v == grant))
+        .count()
+}
+
+const OBO_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+#[tokio::test]
+async fn obo_token_is_reused_for_the_same_user_within_its_lifetime() {
+    let entra = Entra::start().await;
+    let bob_token = "eyJ0eXAiOiJKV1QifQ.bob-access-token.sig";
+    let bob = "0c9b8a7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d";
+    for (assertion, obo) in [(USER_TOKEN, "obo-alice"), (bob_token, "obo-bob")] {
+        Mock::given(method("POST"))
+            .and(path(entra.token_path()))
+            .and(form_has(&[("grant_type", OBO_GRANT), ("assertion", assertion)]))
+            .respond_with(token_ok(obo))
+            .mount(&entra.server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path(ME))
+        .and(header("authorization", "Bearer obo-alice"))
+        .respond_with(page(vec![group(STAFF, "staff")], None))
+        .expect(3)
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ME))
+        .and(header("authorization", "Bearer obo-bob"))
+        .respond_with(page(vec![group(FAMILY, "family")], None))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+    // Memberships are not cached, so every lookup asks Graph.
+    let graph = entra.graph("mode = \"obo\"\ncache_ttl = \"0s\"");
+
+    for _ in 0..2 {
+        let r = graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap();
+        assert_eq!(names(&r), ["staff"]);
+    }
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 1, "the second lookup reuses alice's On-Behalf-Of token");
+
+    // Another user never gets alice's token: bob's is exchanged for him.
+    let r = graph.resolve(&overage_claims(bob), Some(bob_token)).await.unwrap();
+    assert_eq!(names(&r), ["family"]);
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 2);
+
+    // A new login of alice (a new access token) still reuses hers.
+    let r = graph.resolve(&overage_claims(OID), Some("eyJ0eXAiOiJKV1QifQ.alice-again.sig")).await.unwrap();
+    assert_eq!(names(&r), ["staff"]);
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 2);
+}
+
+#[tokio::test]
+async fn obo_token_is_exchanged_again_when_due_or_refused() {
+    let entra = Entra::start().await;
+    // A two-second token is replaced after half its lifetime.
+    Mock::given(method("POST"))
+        .and(path(entra.token_path()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"token_type": "Bearer", "expires_in": 2, "access_token": "obo-short"})),
+        )
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ME))
+        .respond_with(graph_error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("GET")).and(path(ME)).respond_with(page(vec![group(STAFF, "staff")], None)).mount(&entra.server).await;
+    let graph = entra.graph("mode = \"obo\"\ncache_ttl = \"0s\"");
+
+    // Graph refuses the token: it is forgotten, and the next lookup exchanges anew.
+    let err = graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap_err();
+    assert!(matches!(err, GraphError::Unauthorized { .. }), "{err}");
+    graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap();
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 2);
+    graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap();
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 2, "still fresh");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap();
+    assert_eq!(token_requests(&entra, OBO_GRANT).await, 3, "due for replacement");
+}
+
+/// portcullis for the mock with certificate credentials in `[oidc]` and
+/// `graph` in `[graph]` (no secret anywhere).
+fn certificate_graph(entra: &Entra, graph: &str) -> portcullis::graph::Graph {
+    let toml = entra.toml(graph).replace(&format!("client_secret = \"{CLIENT_SECRET}\""), &private_key_jwt_toml());
+    assert!(!toml.contains(CLIENT_SECRET));
+    let config = portcullis::Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("config: {e}"));
+    portcullis::graph::Graph::new(&config).unwrap()
+}
+
+#[tokio::test]
+async fn app_and_obo_tokens_are_requested_with_a_certificate() {
+    let entra = Entra::start().await;
+    let scope = entra.scope();
+    let endpoint = format!("{}{}", entra.uri(), entra.token_path());
+    let signed = || ClientAssertion { client_id: CLIENT_ID.into(), token_endpoint: endpoint.clone() };
+    Mock::given(method("POST"))
+        .and(path(entra.token_path()))
+        .and(form_has(&[("grant_type", "client_credentials"), ("scope", scope.as_str())]))
+        .and(signed())
+        .respond_with(token_ok("app-token-cert"))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(entra.token_path()))
+        .and(form_has(&[
+            ("grant_type", OBO_GRANT),
+            ("requested_token_use", "on_behalf_of"),
+            ("assertion", USER_TOKEN),
+            ("scope", scope.as_str()),
+        ]))
+        .and(signed())
+        .respond_with(token_ok("obo-cert"))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+    // Anything else at the token endpoint is refused as Entra would.
+    Mock::given(method("POST"))
+        .and(path(entra.token_path()))
+        .respond_with(token_error(401, "invalid_client", 700027, "Client assertion failed signature validation."))
+        .with_priority(10)
+        .expect(0)
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(users_path(OID)))
+        .and(header("authorization", "Bearer app-token-cert"))
+        .respond_with(page(vec![group(STAFF, "staff")], None))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(ME))
+        .and(header("authorization", "Bearer obo-cert"))
+        .respond_with(page(vec![group(FAMILY, "family")], None))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+
+    let graph = certificate_graph(&entra, "mode = \"client_credentials\"");
+    assert_eq!(names(&graph.resolve(&overage_claims(OID), None).await.unwrap()), ["staff"]);
+    let graph = certificate_graph(&entra, "mode = \"obo\"");
+    assert_eq!(names(&graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap()), ["family"]);
+
+    // Each request had its own assertion (a fresh jti).
+    let jtis: std::collections::HashSet<String> = received(&entra)
+        .await
+        .iter()
+        .filter(|r| r.url.path() == entra.token_path())
+        .map(|r| {
+            let form = url::form_urlencoded::parse(&r.body).into_owned().collect();
+            check_client_assertion(&form, CLIENT_ID, &endpoint).unwrap()["jti"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(jtis.len(), 2);
+}
+
+#[tokio::test]
+async fn a_refused_client_assertion_is_explained() {
+    let entra = Entra::start().await;
+    Mock::given(method("POST"))
+        .and(path(entra.token_path()))
+        .respond_with(token_error(
+            401,
+            "invalid_client",
+            700027,
+            "The certificate with identifier used to sign the client assertion is not registered on application.",
+        ))
+        .expect(1)
+        .mount(&entra.server)
+        .await;
+    let graph = certificate_graph(&entra, "mode = \"client_credentials\"");
+    let (logs, _guard) = Logs::capture();
+    let err = graph.resolve(&overage_claims(OID), None).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("AADSTS700027") && text.contains("upload the certificate"), "{text}");
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(&received(&entra).await[0].body).into_owned().collect();
+    let assertion = &form["client_assertion"];
+    assert!(!logs.text().contains(assertion.as_str()) && !text.contains(assertion.as_str()));
+}
+
+#[test]
+fn the_assertion_check_refuses_a_forged_or_mixed_request() {
+    // The check the mocks apply must be able to fail: a JWT naming the
+    // right certificate but signed with another key is refused...
+    let endpoint = "http://127.0.0.1:1/t/oauth2/v2.0/token";
+    let now = common::idp::now();
+    let der_b64: String = CLIENT_CERT.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, der_b64).unwrap();
+    let x5t = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        <sha2::Sha256 as sha2::Digest>::digest(&der),
+    );
+    let claims = json!({"iss": CLIENT_ID, "sub": CLIENT_ID, "aud": endpoint, "jti": "0123456789abcdef0", "iat": now, "nbf": now, "exp": now + 300});
+    let forged = common::idp::sign_jwt(&json!({"alg": "RS256", "x5t#S256": x5t}), &claims, &common::idp::key(0));
+    let mut form: std::collections::HashMap<String, String> = [
+        ("client_id", CLIENT_ID),
+        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        ("client_assertion", forged.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let err = check_client_assertion(&form, CLIENT_ID, endpoint).unwrap_err();
+    assert!(err.contains("signature"), "{err}");
+
+    // ...and so is a real one sent together with a secret, or for another endpoint.
+    let config = portcullis::Config::from_toml_str(&format!(
+        "public_url = \"https://auth.example.com\"\n[oidc]\nissuer = \"https://id.example.com\"\nclient_id = \"{CLIENT_ID}\"\n{}\n",
+        private_key_jwt_toml()
+    ))
+    .unwrap();
+    let key = config.oidc.client_key.clone().unwrap();
+    form.insert("client_assertion".into(), key.assertion(CLIENT_ID, endpoint));
+    check_client_assertion(&form, CLIENT_ID, endpoint).unwrap();
+    assert!(check_client_assertion(&form, CLIENT_ID, "http://127.0.0.1:1/other/token").unwrap_err().contains("aud"));
+    form.insert("client_secret".into(), CLIENT_SECRET.into());
+    assert!(check_client_assertion(&form, CLIENT_ID, endpoint).unwrap_err().contains("client_secret"));
+}

@@ -6,7 +6,15 @@
 //! with `innerError`).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePublicKey as _;
+use rsa::signature::Verifier as _;
+use sha2::{Digest as _, Sha256};
 
 use portcullis::Config;
 use portcullis::graph::Graph;
@@ -16,6 +24,8 @@ use wiremock::{Match, MockServer, Request, ResponseTemplate};
 pub const TENANT: &str = "0b6f6a4e-3c1d-4f43-9a4b-4e1f0a2c9d11";
 pub const CLIENT_ID: &str = "5d3c7a2e-8f41-4b6a-9c0d-2e7f1a3b4c5d";
 pub const CLIENT_SECRET: &str = "Xq38Q~graph-test-secret.9fK2";
+/// Another Entra directory than the one portcullis is configured for.
+pub const FOREIGN_TENANT: &str = "f0f0f0f0-1111-4222-8333-444444444444";
 /// The user in most tests (the example user of the Graph reference).
 pub const OID: &str = "6e7b768e-07e2-4810-8459-485f84f8f204";
 /// The user's access token from the login (opaque to portcullis).
@@ -26,6 +36,103 @@ pub const PHOTO_ADMINS: &str = "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b";
 pub const STAFF: &str = "7c1e2b3a-9d8f-4e6a-b5c4-d3e2f1a0b9c8";
 pub const FAMILY: &str = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d";
 pub const VPN: &str = "c0ffee00-1234-4abc-9def-56789abcdef0";
+
+/// The test certificate (tests/fixtures) and its private key.
+pub const CLIENT_CERT: &str = include_str!("../fixtures/entra-client.crt");
+pub const CLIENT_KEY: &str = include_str!("../fixtures/entra-client.key");
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// `[oidc]` lines for certificate credentials with the test key.
+pub fn private_key_jwt_toml() -> String {
+    format!(
+        "client_auth = \"private_key_jwt\"\nclient_key_file = {:?}\nclient_certificate_file = {:?}",
+        fixture("entra-client.key"),
+        fixture("entra-client.crt")
+    )
+}
+
+/// Checks a token request's client authentication the way Entra ID does
+/// for `private_key_jwt`: no secret, the RFC 7523 assertion type, an RS256
+/// JWT whose `x5t#S256` is the SHA-256 of the certificate's DER and whose
+/// signature verifies with the certificate's public key, `iss` = `sub` =
+/// the client ID, `aud` = the token endpoint, a `jti`, and a short, current
+/// validity. Returns the assertion's claims, or what is wrong.
+pub fn check_client_assertion(
+    form: &HashMap<String, String>,
+    client_id: &str,
+    token_endpoint: &str,
+) -> Result<Value, String> {
+    if form.contains_key("client_secret") {
+        return Err("a client_secret was sent".into());
+    }
+    if form.get("client_assertion_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    {
+        return Err(format!("client_assertion_type is {:?}", form.get("client_assertion_type")));
+    }
+    if form.get("client_id").is_some_and(|c| c != client_id) {
+        return Err(format!("client_id is {:?}", form.get("client_id")));
+    }
+    let jwt = form.get("client_assertion").ok_or("no client_assertion")?;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [head, body, sig] = parts.as_slice() else { return Err("the assertion is not a JWS".into()) };
+    let decode = |part: &str| -> Result<Value, String> {
+        let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|e| format!("not base64url: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))
+    };
+    let (header, claims) = (decode(head)?, decode(body)?);
+
+    // The certificate's DER, straight from the PEM.
+    let der_b64: String = CLIENT_CERT.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = STANDARD.decode(der_b64).unwrap();
+    let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(&der));
+    if header["alg"] != "RS256" || header["x5t#S256"] != json!(thumbprint) {
+        return Err(format!("header {header}, expected RS256 and x5t#S256 {thumbprint}"));
+    }
+    use x509_cert::der::{DecodePem as _, Encode as _};
+    let certificate = x509_cert::Certificate::from_pem(CLIENT_CERT.as_bytes()).unwrap();
+    let spki = certificate.tbs_certificate.subject_public_key_info.to_der().unwrap();
+    let public = rsa::RsaPublicKey::from_public_key_der(&spki).unwrap();
+    let signature = Signature::try_from(URL_SAFE_NO_PAD.decode(sig).map_err(|e| e.to_string())?.as_slice())
+        .map_err(|e| e.to_string())?;
+    VerifyingKey::<Sha256>::new(public)
+        .verify(format!("{head}.{body}").as_bytes(), &signature)
+        .map_err(|_| "the signature does not verify with the certificate's key".to_string())?;
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let num = |name: &str| claims[name].as_u64().ok_or(format!("no numeric {name}"));
+    let (iat, nbf, exp) = (num("iat")?, num("nbf")?, num("exp")?);
+    if claims["iss"] != client_id || claims["sub"] != client_id {
+        return Err(format!("iss/sub are {} / {}", claims["iss"], claims["sub"]));
+    }
+    if claims["aud"] != token_endpoint {
+        return Err(format!("aud is {}, expected {token_endpoint}", claims["aud"]));
+    }
+    if claims["jti"].as_str().is_none_or(|j| j.len() < 16) {
+        return Err(format!("jti is {}", claims["jti"]));
+    }
+    if nbf > now + 5 || iat > now + 5 || exp <= now || exp > iat + 600 {
+        return Err(format!("validity iat {iat} nbf {nbf} exp {exp} at {now}"));
+    }
+    Ok(claims)
+}
+
+/// Matches a token request authenticated with a valid client assertion
+/// for `client_id` at `token_endpoint` (see [`check_client_assertion`]).
+pub struct ClientAssertion {
+    pub client_id: String,
+    pub token_endpoint: String,
+}
+
+impl Match for ClientAssertion {
+    fn matches(&self, request: &Request) -> bool {
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&request.body).into_owned().collect();
+        check_client_assertion(&form, &self.client_id, &self.token_endpoint).is_ok()
+    }
+}
 
 pub struct Entra {
     pub server: MockServer,
@@ -109,6 +216,11 @@ pub fn claims_with_groups(oid: &str, groups: &[&str]) -> Map<String, Value> {
         "preferred_username": "alice@contoso.example",
         "groups": groups,
     }))
+}
+
+/// Every request the mock received (the token endpoint's and Graph's).
+pub async fn received(entra: &Entra) -> Vec<Request> {
+    entra.server.received_requests().await.unwrap_or_default()
 }
 
 pub fn obj(v: Value) -> Map<String, Value> {

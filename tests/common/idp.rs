@@ -92,6 +92,8 @@ pub struct TokenSpec {
 }
 
 type Tamper = Box<dyn Fn(&mut TokenSpec) + Send + Sync>;
+/// Checks a token request's `private_key_jwt` client authentication.
+type AssertionCheck = Box<dyn Fn(&HashMap<String, String>) -> Result<(), String> + Send + Sync>;
 
 struct Pending {
     nonce: Option<String>,
@@ -108,6 +110,7 @@ struct State {
     access_tokens: HashMap<String, Value>,
     refresh_tokens: HashMap<String, Value>,
     tamper: Option<Tamper>,
+    assertion_check: Option<AssertionCheck>,
     signing_key: usize,
     published_keys: Vec<usize>,
     authorize_error: Option<String>,
@@ -174,6 +177,16 @@ impl Idp {
     /// Changes every ID token issued from now on.
     pub fn tamper(&self, f: impl Fn(&mut TokenSpec) + Send + Sync + 'static) {
         self.state.lock().unwrap().tamper = Some(Box::new(f));
+    }
+
+    /// Accepts token requests that carry a `client_assertion` (instead of
+    /// the client secret) when `check` passes; its error is the answer's
+    /// `error_description`.
+    pub fn accept_client_assertions(
+        &self,
+        check: impl Fn(&HashMap<String, String>) -> Result<(), String> + Send + Sync + 'static,
+    ) {
+        self.state.lock().unwrap().assertion_check = Some(Box::new(check));
     }
 
     /// Signs with key `n` and publishes only it: a key rotation.
@@ -385,10 +398,17 @@ fn client_authenticated(req: &Request, f: &HashMap<String, String>) -> bool {
 
 fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate {
     let f = form(req);
-    if !client_authenticated(req, &f) {
-        return token_error(401, "invalid_client");
-    }
     let mut s = state.lock().unwrap();
+    match (&s.assertion_check, f.contains_key("client_assertion")) {
+        (Some(check), true) => {
+            if let Err(why) = check(&f) {
+                return ResponseTemplate::new(401)
+                    .set_body_json(json!({"error": "invalid_client", "error_description": format!("mock provider: {why}")}));
+            }
+        }
+        _ if !client_authenticated(req, &f) => return token_error(401, "invalid_client"),
+        _ => {}
+    }
     let (claims, nonce, no_id_token) = match f.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             let Some(pending) = f.get("code").and_then(|c| s.codes.remove(c)) else {
