@@ -476,6 +476,22 @@ impl Config {
         if self.debug_explain {
             w.push("debug_explain = true: /oauth2/userinfo shows every signed-in user how your rules and policy decide".into());
         }
+        if self.identity.username_claims.iter().any(|c| c == "preferred_username") {
+            w.push(
+                "identity.username_claims includes `preferred_username`: the user name, rules on `users` and \
+                 [upstream_headers.USER] trust it, so it must be unique and set only by an administrator at the identity \
+                 provider (where people choose their own, list `sub` or an administrator-set claim first)"
+                    .into(),
+            );
+        }
+        if self.identity.trust_unverified_email || self.identity.allow_unverified_email {
+            w.push(
+                "identity.trust_unverified_email/allow_unverified_email: an email the provider does not say is verified \
+                 becomes the user name, matches rules and is sent to the apps; anyone who can sign up with somebody \
+                 else's address becomes that person"
+                    .into(),
+            );
+        }
         w
     }
 
@@ -905,7 +921,14 @@ client_secret = "s3cret"
     #[test]
     fn risky_settings_are_warned_about() {
         let c = Config::from_toml_str(&base()).unwrap();
-        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings()); // the memory store
+        // The memory store, and preferred_username among username_claims (once).
+        assert_eq!(c.warnings().len(), 2, "{:?}", c.warnings());
+        assert_eq!(c.warnings().iter().filter(|w| w.contains("preferred_username")).count(), 1);
+        let toml = format!("{}\n[identity]\nusername_claims = [\"sub\"]\n", base());
+        assert_eq!(Config::from_toml_str(&toml).unwrap().warnings().len(), 1);
+        let toml = format!("{}\n[identity]\ntrust_unverified_email = true\n", base());
+        let w = Config::from_toml_str(&toml).unwrap().warnings().join("\n");
+        assert!(w.contains("trust_unverified_email") && w.contains("becomes that person"), "{w}");
         let toml = format!(
             "allowed_redirect_domains = [\".co.uk\", \".com\", \".example.com\"]\n{}\n[session]\ncookie_secure = false\n",
             base()

@@ -149,7 +149,7 @@ impl Idp {
     async fn from_server(server: MockServer) -> Idp {
         let issuer = server.uri();
         let state = Arc::new(Mutex::new(State {
-            user: json!({"sub": "user-1", "preferred_username": "alice", "email": "alice@example.com", "name": "Alice"}),
+            user: json!({"sub": "user-1", "preferred_username": "alice", "email": "alice@example.com", "email_verified": true, "name": "Alice"}),
             userinfo_extra: json!({}),
             signing_key: 0,
             published_keys: vec![0],
