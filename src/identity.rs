@@ -1,7 +1,7 @@
 //! From claims to a user: who someone is as the protected apps will see them.
 //!
 //! The provider's claim sources (ID token, userinfo, the access token when
-//! it is a JWT) are merged into one [`Claims`] map in the order
+//! it is a JWT that verifies) are merged into one [`Claims`] map in the order
 //! `identity.claim_sources` gives, then a [`Mapper`] compiled from the
 //! `[identity]` section and `[[role_map]]` turns them into an [`Identity`]:
 //!
@@ -282,15 +282,14 @@ impl Mapper {
 
     /// Merges the provider's answers into one claims map: sources in the
     /// configured order, a later one filling what an earlier one lacks,
-    /// groups and roles united across all of them. The access token is read
-    /// only when it is a JWT; only the ID token's signature was verified.
-    pub fn collect_claims(&self, id_token: &Claims, userinfo: Option<&Claims>, access_token: Option<&str>) -> Claims {
-        let access = access_token.and_then(claims::access_token_claims);
+    /// groups and roles united across all of them. `access` holds the
+    /// access token's claims only when [`crate::oidc`] verified the token.
+    pub fn collect_claims(&self, id_token: &Claims, userinfo: Option<&Claims>, access: Option<&Claims>) -> Claims {
         let mut others = Vec::new();
         if let Some(u) = userinfo {
             others.push((ClaimSource::Userinfo, u));
         }
-        if let Some(a) = &access {
+        if let Some(a) = access {
             others.push((ClaimSource::AccessToken, a));
         }
         self.merge(id_token, &others)
@@ -304,15 +303,18 @@ impl Mapper {
 
     /// The whole derivation at login and refresh: merge the provider's
     /// answers, let Microsoft Graph fill in the groups (when enabled), map.
-    /// Returns the claims kept in the session with the outcome.
+    /// `access_claims` are the verified access token's claims; the token
+    /// itself is for Graph. Returns the claims kept in the session with the
+    /// outcome.
     pub async fn derive(
         &self,
         graph: &crate::graph::Graph,
         id_token: &Claims,
         userinfo: Option<&Claims>,
+        access_claims: Option<&Claims>,
         access_token: Option<&str>,
     ) -> (Claims, Result<Identity, Refusal>) {
-        let mut claims = self.collect_claims(id_token, userinfo, access_token);
+        let mut claims = self.collect_claims(id_token, userinfo, access_claims);
         let header_groups = graph.enrich(&mut claims, access_token, !self.required_groups.is_empty()).await;
         let result = self.map(&claims).map(|identity| match header_groups {
             None => identity,

@@ -438,3 +438,109 @@ async fn a_look_alike_user_name_is_refused_at_login() {
     let r = verify(&client, &svc.url, &home).await;
     assert_eq!((r.headers()["remote-user"].to_str().unwrap(), r.headers()["x-api-key"].to_str().unwrap()), ("kids", "kids-key-1"));
 }
+
+/// An access token as the provider (or a forger) might write it: a JWT
+/// with `claims`, signed with test key `key` under `kid`, or unsigned
+/// (`alg: none`) when `key` is `None`.
+fn access_jwt(claims: &Value, key: Option<usize>, kid: &str) -> String {
+    use base64::Engine as _;
+    match key {
+        Some(n) => common::idp::sign_jwt(&json!({"alg": "RS256", "typ": "at+jwt", "kid": kid}), claims, &common::idp::key(n)),
+        None => {
+            let enc = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+            format!("{}.{}.", enc(&json!({"alg": "none", "typ": "at+jwt"})), enc(claims))
+        }
+    }
+}
+
+#[tokio::test]
+async fn access_token_claims_are_merged_only_when_the_token_verifies() {
+    let idp = Idp::start().await;
+    let toml = format!("{}\n[[role_map]]\ngroup = \"admins\"\nrole = \"admin\"\n", local_toml(&idp));
+    let svc = Service::start(&toml).await;
+    svc.wait_ready().await;
+    let home = format!("{}/", svc.url);
+    idp.set_user(json!({"sub": "u-mallory", "preferred_username": "mallory"}));
+    let now = common::idp::now();
+
+    // (name, how the token is made, the role it yields, why it is left out)
+    type Make = Box<dyn Fn(&str) -> String + Send + Sync>;
+    let at = move |iss: &str, exp: u64| json!({"iss": iss, "sub": "u-mallory", "aud": "api", "exp": exp, "iat": now, "groups": ["admins"]});
+    let cases: Vec<(&str, Make, &str, Option<&str>)> = vec![
+        ("signed by the provider", Box::new(move |iss: &str| access_jwt(&at(iss, now + 300), Some(0), "test-key-0")), "admin", None),
+        ("alg none", Box::new(move |iss: &str| access_jwt(&at(iss, now + 300), None, "")), "guest", Some("its algorithm is not one")),
+        (
+            "a key the provider does not publish",
+            Box::new(move |iss: &str| access_jwt(&at(iss, now + 300), Some(1), "test-key-1")),
+            "guest",
+            Some("its signature does not verify"),
+        ),
+        (
+            "another key under the provider's key ID",
+            Box::new(move |iss: &str| access_jwt(&at(iss, now + 300), Some(1), "test-key-0")),
+            "guest",
+            Some("its signature does not verify"),
+        ),
+        (
+            "another issuer",
+            Box::new(move |_: &str| access_jwt(&at("https://evil.example", now + 300), Some(0), "test-key-0")),
+            "guest",
+            Some("its issuer is not"),
+        ),
+        ("expired", Box::new(move |iss: &str| access_jwt(&at(iss, now - 3600), Some(0), "test-key-0")), "guest", Some("it has expired")),
+    ];
+    for (name, make, role, why) in cases {
+        let before = svc.logs().matches("access_token_claims_ignored").count();
+        idp.access_tokens(move |iss, _| make(iss));
+        let client = browser();
+        assert_eq!(login(&client, &svc.url, &home).await.status(), 302, "{name}: {}", svc.logs());
+        let r = verify(&client, &svc.url, &home).await;
+        assert_eq!(r.status(), 200, "{name}");
+        assert_eq!(r.headers()["remote-role"], role, "{name}");
+        let groups = if role == "admin" { "admins" } else { "" };
+        assert_eq!(r.headers()["remote-groups"], groups, "{name}");
+        let logs = svc.logs();
+        let ignored: Vec<&str> = logs.lines().filter(|l| l.contains("access_token_claims_ignored")).skip(before).collect();
+        match why {
+            None => assert!(ignored.is_empty(), "{name}: {ignored:?}"),
+            Some(why) => {
+                assert_eq!(ignored.len(), 1, "{name}: {logs}");
+                assert!(ignored[0].contains("not merged") && ignored[0].contains(why), "{name}: {}", ignored[0]);
+            }
+        }
+    }
+    // The access tokens themselves never reach the log.
+    let logs = svc.logs();
+    for issued in idp.issued() {
+        assert!(!logs.contains(&issued.access_token), "an access token in the log");
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_merges_access_token_claims_only_when_the_token_verifies() {
+    let idp = Idp::start().await;
+    idp.set_expires_in(2);
+    let toml = format!("{}\n[[role_map]]\ngroup = \"admins\"\nrole = \"admin\"\n", local_toml(&idp));
+    let svc = Service::start(&toml).await;
+    svc.wait_ready().await;
+    let home = format!("{}/", svc.url);
+    idp.set_user(json!({"sub": "u-mallory", "preferred_username": "mallory", "groups": ["staff"]}));
+    let token = |iss: &str, groups: &[&str], key: Option<usize>| {
+        let now = common::idp::now();
+        access_jwt(&json!({"iss": iss, "sub": "u-mallory", "exp": now + 300, "iat": now, "groups": groups}), key, "test-key-0")
+    };
+    idp.access_tokens(move |iss, _| token(iss, &["photos"], Some(0)));
+    let client = browser();
+    assert_eq!(login(&client, &svc.url, &home).await.status(), 302);
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!(r.headers()["remote-groups"], "staff,photos", "the verified access token's groups");
+
+    // The refresh hands out a forged token: its groups are not merged.
+    idp.access_tokens(move |iss, _| token(iss, &["admins"], None));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+    assert!(svc.wait_for_log("session_refreshed", std::time::Duration::from_secs(5)).await, "{}", svc.logs());
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!((r.headers()["remote-groups"].to_str().unwrap(), r.headers()["remote-role"].to_str().unwrap()), ("staff", "guest"));
+    assert!(svc.logs().contains("access_token_claims_ignored"), "{}", svc.logs());
+}

@@ -92,6 +92,7 @@ pub struct TokenSpec {
 }
 
 type Tamper = Box<dyn Fn(&mut TokenSpec) + Send + Sync>;
+type AccessTokenMaker = Box<dyn Fn(&str, &Value) -> String + Send + Sync>;
 
 struct Pending {
     nonce: Option<String>,
@@ -108,6 +109,7 @@ struct State {
     access_tokens: HashMap<String, Value>,
     refresh_tokens: HashMap<String, Value>,
     tamper: Option<Tamper>,
+    access_token_maker: Option<AccessTokenMaker>,
     signing_key: usize,
     published_keys: Vec<usize>,
     authorize_error: Option<String>,
@@ -174,6 +176,13 @@ impl Idp {
     /// Changes every ID token issued from now on.
     pub fn tamper(&self, f: impl Fn(&mut TokenSpec) + Send + Sync + 'static) {
         self.state.lock().unwrap().tamper = Some(Box::new(f));
+    }
+
+    /// Makes the token endpoint hand out the access tokens `make` writes
+    /// from the issuer and the user's claims (a JWT, signed or forged)
+    /// instead of opaque ones; userinfo accepts them as usual.
+    pub fn access_tokens(&self, make: impl Fn(&str, &Value) -> String + Send + Sync + 'static) {
+        self.state.lock().unwrap().access_token_maker = Some(Box::new(make));
     }
 
     /// Signs with key `n` and publishes only it: a key rotation.
@@ -452,7 +461,10 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
         id_token = format!("{head}.");
     }
 
-    let access_token = random_token(&mut s, "at");
+    let access_token = match &s.access_token_maker {
+        Some(make) => make(issuer, &claims),
+        None => random_token(&mut s, "at"),
+    };
     let refresh_token = random_token(&mut s, "rt");
     let mut userinfo = claims.clone();
     for (k, v) in s.userinfo_extra.as_object().cloned().unwrap_or_default() {
