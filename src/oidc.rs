@@ -623,10 +623,10 @@ impl Oidc {
             Some(exp) if exp + (leeway as f64) <= now as f64 => return Err("it has expired".into()),
             Some(_) => {}
         }
-        if let Some(nbf) = claims.get("nbf") {
-            if nbf.as_f64().is_none_or(|nbf| nbf > (now + leeway) as f64) {
-                return Err("it is not valid yet (nbf)".into());
-            }
+        if let Some(nbf) = claims.get("nbf")
+            && nbf.as_f64().is_none_or(|nbf| nbf > (now + leeway) as f64)
+        {
+            return Err("it is not valid yet (nbf)".into());
         }
         Ok(claims)
     }
