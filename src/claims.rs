@@ -8,10 +8,10 @@
 //! exists wins. A list claim may be an array, a single string, or an object
 //! whose keys are the values (Zitadel's role object).
 //!
-//! Only the ID token's signature is verified. Userinfo and the access token
-//! come straight from the provider over TLS (userinfo with our access token,
-//! the access token from the authenticated token endpoint), so their claims
-//! are trusted as the provider's answer; the protocol claims (`sub`, `iss`,
+//! The ID token's signature is verified, and so is an access token's before
+//! its claims are read ([`crate::oidc`]). Userinfo comes straight from the
+//! provider over TLS, asked with our access token, so its claims are
+//! trusted as the provider's answer. The protocol claims (`sub`, `iss`,
 //! `aud`, `exp`, ...) are always taken from the ID token.
 
 use base64::Engine as _;
@@ -69,7 +69,8 @@ const PROTOCOL_CLAIMS: &[&str] =
 pub enum ClaimSource {
     IdToken,
     Userinfo,
-    /// Read only when the access token is a JWT; its signature is not checked.
+    /// Read only when the access token is a JWT that verifies against the
+    /// provider's keys, with the provider's issuer, and has not expired.
     AccessToken,
 }
 
@@ -219,21 +220,31 @@ pub fn protocol_claims(claims: &Claims) -> Claims {
     claims.iter().filter(|(k, _)| PROTOCOL_CLAIMS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-/// The payload of an access token when it is a JWT (`header.payload.sig`
-/// with a JSON header naming an `alg`); `None` for an opaque token. The
-/// signature is not checked: see the module documentation.
-pub fn access_token_claims(token: &str) -> Option<Claims> {
+/// The header of a JWS in compact form (`header.payload.sig` with a JSON
+/// header naming an `alg`); `None` for an opaque token or a JWE.
+pub fn jwt_header(token: &str) -> Option<Claims> {
     let mut parts = token.split('.');
-    let (header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+    let (header, _payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
     }
-    let decode = |part: &str| -> Option<Claims> {
-        let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    };
-    decode(header)?.get("alg")?.as_str()?;
-    decode(payload)
+    let header = decode_part(header)?;
+    header.get("alg")?.as_str()?;
+    Some(header)
+}
+
+/// The payload of an access token when it is a JWT; `None` for an opaque
+/// token. The signature is NOT checked: only for `portcullis explain`,
+/// which reads what an administrator hands it. A login merges the claims
+/// only after [`crate::oidc`] verified the token.
+pub fn access_token_claims(token: &str) -> Option<Claims> {
+    jwt_header(token)?;
+    decode_part(token.split('.').nth(1)?)
+}
+
+fn decode_part(part: &str) -> Option<Claims> {
+    let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// True when the token says groups were left out because there are too

@@ -41,10 +41,69 @@ impl ConfigError {
     }
 }
 
-/// A secret value: never printed by `Debug` or `Display`.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+/// A secret value: never printed by `Debug` or `Display`. Any scalar is
+/// read as its text (`client_secret = 12345678` is the secret `12345678`);
+/// from the environment, a secret key's value is taken exactly as written
+/// (see [`env_provider`]).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl serde::de::Visitor<'_> for Scalar {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(v))
+            }
+            fn visit_char<E>(self, v: char) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+        }
+        d.deserialize_any(Scalar)
+    }
+}
+
+/// `session.keys`: one key, or a list of them.
+fn one_or_more_secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Secret>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMore {
+        One(Secret),
+        More(Vec<Secret>),
+    }
+    match Option::<OneOrMore>::deserialize(d) {
+        Ok(v) => Ok(v.map(|v| match v {
+            OneOrMore::One(s) => vec![s],
+            OneOrMore::More(list) => list,
+        })),
+        Err(_) => Err(serde::de::Error::custom("expected a key or a list of keys")),
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
@@ -206,7 +265,7 @@ pub struct RawSession {
     pub cookie_domain: Option<String>,
     #[serde(default)]
     pub cookie_secure: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_more_secrets")]
     pub keys: Option<Vec<Secret>>,
     #[serde(default)]
     pub keys_file: Option<PathBuf>,
@@ -537,6 +596,22 @@ impl Config {
         if self.debug_explain {
             w.push("debug_explain = true: /oauth2/userinfo shows every signed-in user how your rules and policy decide".into());
         }
+        if self.identity.username_claims.iter().any(|c| c == "preferred_username") {
+            w.push(
+                "identity.username_claims includes `preferred_username`: the user name, rules on `users` and \
+                 [upstream_headers.USER] trust it, so it must be unique and set only by an administrator at the identity \
+                 provider (where people choose their own, list `sub` or an administrator-set claim first)"
+                    .into(),
+            );
+        }
+        if self.identity.trust_unverified_email || self.identity.allow_unverified_email {
+            w.push(
+                "identity.trust_unverified_email/allow_unverified_email: an email the provider does not say is verified \
+                 becomes the user name, matches rules and is sent to the apps; anyone who can sign up with somebody \
+                 else's address becomes that person"
+                    .into(),
+            );
+        }
         w
     }
 
@@ -630,9 +705,64 @@ fn looks_like_public_suffix(entry: &str) -> bool {
     }
 }
 
-fn env_provider() -> Env {
+fn env() -> Env {
     // PORTCULLIS_CONFIG names the file; it is not a configuration key.
     Env::prefixed("PORTCULLIS_").split("__").ignore(&["config"])
+}
+
+/// The environment as a configuration source. Figment reads a value like
+/// TOML (`0123` as the number 123, `1.50` as 1.5, `true` as a boolean),
+/// which would change a secret; a secret key's value is taken as the text
+/// it is (`session.keys` and `session.redis_url` may also be lists: `[a, b]`).
+fn env_provider() -> EnvProvider {
+    EnvProvider(env())
+}
+
+struct EnvProvider(Env);
+
+impl figment::Provider for EnvProvider {
+    fn metadata(&self) -> figment::Metadata {
+        self.0.metadata()
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        use figment::value::{Dict, Value};
+        fn merge(into: &mut Dict, from: Dict) {
+            for (k, v) in from {
+                match (into.get_mut(&k), v) {
+                    (Some(Value::Dict(_, a)), Value::Dict(_, b)) => merge(a, b),
+                    (_, v) => {
+                        into.insert(k, v);
+                    }
+                }
+            }
+        }
+        let mut dict = Dict::new();
+        for (key, text) in self.0.iter() {
+            // `session.keys` and `session.redis_url` may be lists.
+            let list = ["keys", "redis_url"].iter().any(|k| key.as_str().rsplit('.').next() == Some(*k))
+                && text.trim_start().starts_with('[');
+            let raw = secret_path(key.as_str().split('.')) && !list;
+            let value = if raw { Value::from(text) } else { text.parse().expect("infallible") };
+            if let Value::Dict(_, nested) = figment::util::nest(key.as_str(), value) {
+                merge(&mut dict, nested);
+            }
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+/// True when a key path leads to a secret (or an upstream credential):
+/// its value is taken as written and never shown in an error.
+fn secret_path<'a>(mut path: impl Iterator<Item = &'a str>) -> bool {
+    let mut first = true;
+    path.any(|segment| {
+        let s = segment.to_ascii_lowercase();
+        let upstream = std::mem::take(&mut first) && s == "upstream_headers";
+        upstream
+            || !s.ends_with("_file")
+                && (s == "keys" || s == "redis_url" || s.contains("secret") || s.contains("password") || s.contains("private_key"))
+    })
 }
 
 fn describe_figment_error(e: figment::Error) -> String {
@@ -646,9 +776,60 @@ fn describe_figment_error(e: figment::Error) -> String {
             },
             None => String::new(),
         };
-        parts.push(format!("{key}{}{source}", err.kind));
+        let kind = if secret_path(err.path.iter().map(String::as_str)) {
+            describe_without_value(&err.kind, err.path.first().is_some_and(|p| p == "upstream_headers"))
+        } else {
+            without_source_lines(&err.kind.to_string())
+        };
+        parts.push(format!("{key}{kind}{source}"));
     }
     parts.join("; ")
+}
+
+/// What is wrong with a secret key's value, without the value.
+fn describe_without_value(kind: &figment::error::Kind, upstream: bool) -> String {
+    use figment::error::{Actual, Kind};
+    let what = |a: &Actual| match a {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "a number",
+        Actual::Float(_) => "a number",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Seq => "a list",
+        Actual::Map => "a table",
+        _ => "a value of another type",
+    };
+    let hint = if upstream {
+        "; write { file = \"/path/to/it\" } or { env = \"VARIABLE\" }: a credential's value is never written in the configuration"
+    } else {
+        ""
+    };
+    let text = match kind {
+        Kind::InvalidType(actual, expected) => format!("invalid type: found {}, expected {expected}", what(actual)),
+        Kind::InvalidValue(actual, expected) => format!("invalid value: found {}, expected {expected}", what(actual)),
+        Kind::UnknownVariant(_, expected) if upstream => format!("expected a table with one of {}", expected.join(", ")),
+        Kind::UnknownVariant(..) => "unknown variant".to_string(),
+        Kind::InvalidLength(..) | Kind::UnknownField(..) | Kind::MissingField(_) | Kind::DuplicateField(_) => kind.to_string(),
+        // Messages that name what was expected, never the value given:
+        // this module's own and serde's for untagged enums.
+        Kind::Message(m) if m.starts_with("expected ") => m.clone(),
+        Kind::Message(m) if m.starts_with("data did not match any variant") => "expected a string or a list of strings".into(),
+        _ => "is not valid here (the value is not shown: it may be a secret)".to_string(),
+    };
+    format!("{text}{hint} (the value is not shown)")
+}
+
+/// A parse error without the lines of the file it quotes: the line at
+/// fault may hold a secret. The line and column numbers stay.
+fn without_source_lines(text: &str) -> String {
+    let quoted = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with('|') || t.split_once('|').is_some_and(|(n, _)| !n.trim().is_empty() && n.trim().bytes().all(|b| b.is_ascii_digit()))
+    };
+    if !text.lines().any(quoted) {
+        return text.to_string();
+    }
+    text.lines().filter(|l| !quoted(l) && !l.trim().is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 fn parse_http_url(key: &str, value: &str) -> Result<Url, ConfigError> {
@@ -1057,9 +1238,59 @@ client_secret = "s3cret"
     }
 
     #[test]
+    fn a_secret_from_the_environment_is_kept_as_written() {
+        // A prefix no other test reads, so setting it cannot disturb them.
+        let vars = [
+            ("PCI15SECRETS_OIDC__CLIENT_SECRET", "0012345678"),
+            ("PCI15SECRETS_GRAPH__CLIENT_SECRET", "1.50"),
+            ("PCI15SECRETS_SESSION__KEYS", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            ("PCI15SECRETS_SESSION__REDIS_URL", "[redis://127.0.0.1:7001, redis://127.0.0.1:7002]"),
+            ("PCI15SECRETS_SESSION__TTL", "2h"),
+        ];
+        for (k, v) in vars {
+            // SAFETY: only this test reads or writes variables with this prefix.
+            unsafe { std::env::set_var(k, v) };
+        }
+        let env = EnvProvider(Env::prefixed("PCI15SECRETS_").split("__"));
+        let raw: RawConfig = Figment::from(Serialized::defaults(serde_json::json!({})))
+            .merge(Toml::string(&base()))
+            .merge(env)
+            .extract()
+            .unwrap();
+        let c = Config::validate(raw).unwrap();
+        assert_eq!(c.oidc.client_secret.expose(), "0012345678", "not the number 12345678");
+        assert_eq!(c.graph.client_secret.as_ref().unwrap().expose(), "1.50", "not the number 1.5");
+        assert_eq!(c.session.keys, vec![*b"0123456789abcdef0123456789abcdef"], "one key, not a list");
+        assert_eq!(c.session.redis_urls.iter().map(Secret::expose).collect::<Vec<_>>(), ["redis://127.0.0.1:7001", "redis://127.0.0.1:7002"]);
+        assert_eq!(c.session.ttl, Duration::from_secs(7200), "other keys are read as before");
+        for (k, _) in vars {
+            // SAFETY: as above.
+            unsafe { std::env::remove_var(k) };
+        }
+    }
+
+    #[test]
+    fn secret_paths() {
+        let is = |p: &str| secret_path(p.split('.'));
+        for p in ["oidc.client_secret", "graph.client_secret", "session.keys", "session.redis_url", "upstream_headers.family.x-api-key", "upstream_headers"] {
+            assert!(is(p), "{p}");
+        }
+        for p in ["oidc.client_secret_file", "session.keys_file", "session.redis_url_file", "oidc.client_id", "session.ttl", "identity.rules"] {
+            assert!(!is(p), "{p}");
+        }
+    }
+
+    #[test]
     fn risky_settings_are_warned_about() {
         let c = Config::from_toml_str(&base()).unwrap();
-        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings()); // the memory store
+        // The memory store, and preferred_username among username_claims (once).
+        assert_eq!(c.warnings().len(), 2, "{:?}", c.warnings());
+        assert_eq!(c.warnings().iter().filter(|w| w.contains("preferred_username")).count(), 1);
+        let toml = format!("{}\n[identity]\nusername_claims = [\"sub\"]\n", base());
+        assert_eq!(Config::from_toml_str(&toml).unwrap().warnings().len(), 1);
+        let toml = format!("{}\n[identity]\ntrust_unverified_email = true\n", base());
+        let w = Config::from_toml_str(&toml).unwrap().warnings().join("\n");
+        assert!(w.contains("trust_unverified_email") && w.contains("becomes that person"), "{w}");
         let toml = format!(
             "allowed_redirect_domains = [\".co.uk\", \".com\", \".example.com\"]\n{}\n[session]\ncookie_secure = false\n",
             base()

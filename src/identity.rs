@@ -1,7 +1,7 @@
 //! From claims to a user: who someone is as the protected apps will see them.
 //!
 //! The provider's claim sources (ID token, userinfo, the access token when
-//! it is a JWT) are merged into one [`Claims`] map in the order
+//! it is a JWT that verifies) are merged into one [`Claims`] map in the order
 //! `identity.claim_sources` gives, then a [`Mapper`] compiled from the
 //! `[identity]` section and `[[role_map]]` turns them into an [`Identity`]:
 //!
@@ -41,6 +41,8 @@ pub struct IdentityConfig {
     pub claim_sources: Vec<ClaimSource>,
     pub group_paths: GroupPaths,
     pub allow_unverified_email: bool,
+    /// Count an email without an `email_verified` claim as verified.
+    pub trust_unverified_email: bool,
     pub required_groups: Vec<String>,
     pub default_role: String,
     pub rules: Vec<IdentityRule>,
@@ -55,6 +57,7 @@ impl Default for IdentityConfig {
             claim_sources: vec![ClaimSource::IdToken, ClaimSource::Userinfo, ClaimSource::AccessToken],
             group_paths: GroupPaths::Full,
             allow_unverified_email: false,
+            trust_unverified_email: false,
             required_groups: Vec::new(),
             default_role: "guest".into(),
             rules: Vec::new(),
@@ -227,6 +230,12 @@ impl Mapper {
                 ));
             }
             check_value(&format!("{key}.user"), &r.user)?;
+            if !names::is_normal(r.user.trim()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.user"),
+                    "changes under Unicode NFKC (it contains compatibility characters or a decomposed accent); write the letters themselves",
+                ));
+            }
             if let Some(email) = &r.email {
                 check_value(&format!("{key}.email"), email)?;
             }
@@ -273,15 +282,14 @@ impl Mapper {
 
     /// Merges the provider's answers into one claims map: sources in the
     /// configured order, a later one filling what an earlier one lacks,
-    /// groups and roles united across all of them. The access token is read
-    /// only when it is a JWT; only the ID token's signature was verified.
-    pub fn collect_claims(&self, id_token: &Claims, userinfo: Option<&Claims>, access_token: Option<&str>) -> Claims {
-        let access = access_token.and_then(claims::access_token_claims);
+    /// groups and roles united across all of them. `access` holds the
+    /// access token's claims only when [`crate::oidc`] verified the token.
+    pub fn collect_claims(&self, id_token: &Claims, userinfo: Option<&Claims>, access: Option<&Claims>) -> Claims {
         let mut others = Vec::new();
         if let Some(u) = userinfo {
             others.push((ClaimSource::Userinfo, u));
         }
-        if let Some(a) = &access {
+        if let Some(a) = access {
             others.push((ClaimSource::AccessToken, a));
         }
         self.merge(id_token, &others)
@@ -295,15 +303,18 @@ impl Mapper {
 
     /// The whole derivation at login and refresh: merge the provider's
     /// answers, let Microsoft Graph fill in the groups (when enabled), map.
-    /// Returns the claims kept in the session with the outcome.
+    /// `access_claims` are the verified access token's claims; the token
+    /// itself is for Graph. Returns the claims kept in the session with the
+    /// outcome.
     pub async fn derive(
         &self,
         graph: &crate::graph::Graph,
         id_token: &Claims,
         userinfo: Option<&Claims>,
+        access_claims: Option<&Claims>,
         access_token: Option<&str>,
     ) -> (Claims, Result<Identity, Refusal>) {
-        let mut claims = self.collect_claims(id_token, userinfo, access_token);
+        let mut claims = self.collect_claims(id_token, userinfo, access_claims);
         let header_groups = graph.enrich(&mut claims, access_token, !self.required_groups.is_empty()).await;
         let result = self.map(&claims).map(|identity| match header_groups {
             None => identity,
@@ -336,9 +347,13 @@ impl Mapper {
         if subject.is_empty() {
             return Err(Refusal::new("the identity provider sent no `sub` claim"));
         }
+        let email = self.trusted_email(claims, &mut m.notes);
+        // The email is a user name only when it is trusted: anyone can sign
+        // up at many providers with somebody else's address.
         let person = c
             .username_claims
             .iter()
+            .filter(|p| p.as_str() != "email" || email.is_some())
             .find_map(|p| claims::text(claims, p).filter(|s| !s.trim().is_empty()))
             .unwrap_or_else(|| subject.clone());
         if !passes_unchanged(&person) {
@@ -346,7 +361,13 @@ impl Mapper {
                 "your user name contains characters (control characters, surrounding spaces or too many characters) that cannot be passed on safely",
             ));
         }
-        let email = self.trusted_email(claims, &mut m.notes);
+        if !names::is_normal(&person) {
+            return Err(Refusal::new(
+                "your user name contains characters that stand for other letters (Unicode compatibility characters such as the \
+                 Kelvin sign or full-width letters, or a decomposed accent), so it could pass for someone else's; \
+                 ask your administrator to change it at the identity provider",
+            ));
+        }
         let name = claims::text(claims, "name").filter(|n| !n.trim().is_empty());
 
         let groups = self.list(claims, &c.groups_claim.0, gp, "groups", &mut m.notes);
@@ -417,15 +438,36 @@ impl Mapper {
         Ok(identity.into())
     }
 
-    /// The `email` claim, unless the provider says it is unverified (and
-    /// `allow_unverified_email` is off) or it cannot be passed on unchanged.
+    /// The `email` claim when it may say who someone is: the provider
+    /// says `email_verified = true` (or the claim is missing and
+    /// `trust_unverified_email` is on, or `allow_unverified_email` is on),
+    /// and it passes into a header unchanged. Only this email is sent,
+    /// matched by rules and policy, or used as the user name.
     fn trusted_email(&self, claims: &Claims, notes: &mut Vec<String>) -> Option<String> {
         let email = claims::text(claims, "email").filter(|e| !e.trim().is_empty())?;
-        let unverified = matches!(claims.get("email_verified"), Some(serde_json::Value::Bool(false)))
-            || matches!(claims.get("email_verified"), Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("false"));
-        if unverified && !self.config.allow_unverified_email {
-            notes.push("the email is ignored: the provider says email_verified = false (see identity.allow_unverified_email)".into());
-            return None;
+        let c = &self.config;
+        let verified = match claims.get("email_verified") {
+            Some(serde_json::Value::Bool(b)) => Some(*b),
+            Some(serde_json::Value::String(s)) => Some(s.eq_ignore_ascii_case("true")),
+            None => None,
+            Some(_) => Some(false),
+        };
+        match verified {
+            Some(true) => {}
+            _ if c.allow_unverified_email => {}
+            None if c.trust_unverified_email => {}
+            None => {
+                notes.push(
+                    "the email is ignored: the provider does not say it is verified (no email_verified claim; \
+                     see identity.trust_unverified_email)"
+                        .into(),
+                );
+                return None;
+            }
+            Some(false) => {
+                notes.push("the email is ignored: the provider says email_verified = false (see identity.allow_unverified_email)".into());
+                return None;
+            }
         }
         if !passes_unchanged(&email) {
             notes.push("the email is ignored: it contains characters that cannot be passed on safely".into());

@@ -2,12 +2,20 @@
 //! names match case-insensitively, after the same normalisation on the
 //! configuration side and the token side.
 //!
-//! Normalising trims surrounding white space and lower-cases (Unicode), so
+//! Normalising applies Unicode NFKC (compatibility forms become the
+//! letters they stand for: the Kelvin sign `\u{212A}` becomes `K`, a
+//! full-width `ａ` becomes `a`, a decomposed `A` + `\u{308}` becomes `Ä`),
+//! trims surrounding white space and folds ASCII letters to lower case, so
 //! `Family-Members`, `family-members` and a GUID in any case compare equal.
-//! Group names that are Keycloak full paths (`/family/kids`) are further
-//! reduced according to [`GroupPaths`].
+//! Only ASCII letters fold: Unicode lower-casing maps letters outside ASCII
+//! onto ASCII ones (and differs between versions of Unicode), which would
+//! let a look-alike name equal another. A user name that NFKC would change
+//! is refused at login (see [`is_normal`]). Group names that are Keycloak
+//! full paths (`/family/kids`) are further reduced according to
+//! [`GroupPaths`].
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization as _;
 
 /// How Keycloak-style full-path group names (`/family/kids`) are matched.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -23,9 +31,28 @@ pub enum GroupPaths {
     Leaf,
 }
 
-/// The normal form of a user, email, role or domain name.
+/// The normal form of a user, email, role or domain name: NFKC, trimmed,
+/// ASCII letters in lower case.
 pub fn normalize(name: &str) -> String {
-    name.trim().to_lowercase()
+    let name = name.trim();
+    if name.is_ascii() {
+        // ASCII is its own NFKC: the common case, without the table look-ups.
+        return name.to_ascii_lowercase();
+    }
+    let mut n: String = name.nfkc().collect();
+    n.make_ascii_lowercase();
+    match n.trim() {
+        t if t.len() == n.len() => n,
+        t => t.to_string(),
+    }
+}
+
+/// True when Unicode NFKC leaves `name` as it is: no compatibility
+/// characters (the Kelvin sign, full-width or ligature letters, ...) and
+/// no decomposed accents. A user name must be, so that no two people whose
+/// names look alike compare equal in a rule.
+pub fn is_normal(name: &str) -> bool {
+    name.is_ascii() || unicode_normalization::is_nfkc(name)
 }
 
 /// The normal form of a group name.
@@ -80,7 +107,14 @@ mod tests {
             ("/family/kids", "kids", GroupPaths::Leaf, true),
             ("/family/kids", "/family/kids", GroupPaths::Leaf, true),
             ("/school/kids", "/family/kids", GroupPaths::Full, false),
-            ("Ärzte", "ärzte", GroupPaths::Full, true),
+            ("ärzte", "ärzte", GroupPaths::Full, true),
+            // Only ASCII letters fold: outside ASCII, case must match.
+            ("Ärzte", "ärzte", GroupPaths::Full, false),
+            // NFKC: a decomposed accent equals the composed one ...
+            ("A\u{308}rzte", "Ärzte", GroupPaths::Full, true),
+            // ... and compatibility letters the letters they stand for.
+            ("\u{FF46}amily", "family", GroupPaths::Full, true),
+            ("/family/\u{212A}ids", "/family/kids", GroupPaths::Full, true),
             ("family", "families", GroupPaths::Full, false),
             ("/ Family", "family", GroupPaths::Full, true),
             ("/family/ kids", "kids", GroupPaths::Leaf, true),
@@ -89,6 +123,43 @@ mod tests {
         for (token, config, mode, want) in cases {
             let same = normalize_group(token, mode) == normalize_group(config, mode);
             assert_eq!(same, want, "{token} vs {config} ({mode:?})");
+        }
+    }
+
+    #[test]
+    fn no_letter_outside_ascii_folds_onto_an_ascii_one() {
+        // Unicode lower-casing turns the Kelvin sign into `k` and the
+        // dotted capital I into `i` + a combining dot; folding only ASCII
+        // after NFKC keeps these apart from look-alikes that are not
+        // compatibility forms of them.
+        assert_ne!(normalize("\u{130}nfo"), normalize("info"));
+        assert_ne!(normalize("p\u{430}ypal"), normalize("paypal")); // Cyrillic a
+        // What NFKC maps to ASCII compares equal to it, so a user name that
+        // NFKC changes is refused at login (`is_normal`).
+        assert_eq!(normalize("\u{212A}ids"), "kids");
+        assert_eq!(normalize("\u{FF41}dmin"), "admin");
+        for (name, normal) in [
+            ("kids", true),
+            ("J\u{F6}rg", true),
+            ("\u{212A}ids", false),
+            ("\u{FF41}dmin", false),
+            ("o\u{308}", false),
+            ("\u{FB01}le", false),
+            ("p\u{430}ypal", true),
+        ] {
+            assert_eq!(is_normal(name), normal, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn normalising_twice_changes_nothing() {
+        for name in ["  Ärzte ", "\u{3000}admin\u{3000}", "A\u{308}", "\u{212A}", "/Family/ Kids /", "\u{FF21}\u{FF22}"] {
+            let once = normalize(name);
+            assert_eq!(normalize(&once), once, "{name:?}");
+            for mode in [GroupPaths::Full, GroupPaths::Leaf] {
+                let g = normalize_group(name, mode);
+                assert_eq!(normalize_group(&g, mode), g, "{name:?} {mode:?}");
+            }
         }
     }
 

@@ -5,7 +5,9 @@
 //! login is the authorization code flow with `state`, `nonce` and PKCE S256;
 //! the ID token is checked against the provider's JWKS (fetched again once
 //! when a token names a key we do not know), `iss`, `aud`, `azp`, `exp`,
-//! `iat`, `nbf` and `nonce`, then userinfo claims are merged in.
+//! `iat`, `nbf` and `nonce`, then userinfo claims are merged in. An access
+//! token's claims are read only when it is a JWT that verifies against the
+//! same JWKS, names the configured issuer and has not expired.
 //!
 //! At the token endpoint portcullis authenticates with its client secret
 //! (HTTP Basic, or in the body when the provider supports only that), or
@@ -87,6 +89,9 @@ pub struct LoginResult {
     pub userinfo_claims: Option<Claims>,
     pub id_token: String,
     pub access_token: String,
+    /// The access token's claims, when it is a JWT that verified (and
+    /// `identity.claim_sources` reads it).
+    pub access_claims: Option<Claims>,
     pub refresh_token: Option<String>,
     /// Access token lifetime as the provider told it.
     pub expires_in: Option<Duration>,
@@ -109,6 +114,8 @@ pub struct Refreshed {
     pub id_claims: Option<Claims>,
     pub userinfo_claims: Option<Claims>,
     pub access_token: String,
+    /// As [`LoginResult::access_claims`].
+    pub access_claims: Option<Claims>,
     /// A rotated refresh token, when the provider sends one.
     pub refresh_token: Option<String>,
     pub expires_in: Option<Duration>,
@@ -132,6 +139,8 @@ pub struct Oidc {
     client_key: Option<Arc<crate::assertion::ClientKey>>,
     scopes: Vec<String>,
     leeway: Duration,
+    /// Whether `identity.claim_sources` reads the access token.
+    read_access_token: bool,
     redirect_url: String,
     http: LimitedHttp,
     provider: RwLock<Option<Arc<Provider>>>,
@@ -155,6 +164,7 @@ impl Oidc {
             client_key: config.oidc.client_key.clone(),
             scopes: config.oidc.scopes.clone(),
             leeway: config.oidc.leeway,
+            read_access_token: config.identity.claim_sources.contains(&crate::claims::ClaimSource::AccessToken),
             redirect_url: config.callback_url().to_string(),
             http: LimitedHttp(http),
             provider: RwLock::new(None),
@@ -295,12 +305,14 @@ impl Oidc {
         let access_token = response.access_token().clone();
         let userinfo_claims = self.userinfo(&provider, &access_token, &id_claims).await?;
         check_claims_size(&id_claims, userinfo_claims.as_ref())?;
+        let access_claims = self.access_token_claims(&provider, access_token.secret()).await;
 
         Ok(LoginResult {
             id_claims,
             userinfo_claims,
             id_token: id_token_text,
             access_token: access_token.secret().clone(),
+            access_claims,
             refresh_token: response.refresh_token().map(|t| t.secret().clone()),
             expires_in: response.expires_in(),
         })
@@ -358,11 +370,13 @@ impl Oidc {
         };
         let userinfo_claims = self.userinfo(&provider, &access_token, &sub_claims).await?;
         check_claims_size(&sub_claims, userinfo_claims.as_ref())?;
+        let access_claims = self.access_token_claims(&provider, access_token.secret()).await;
         Ok(Refreshed {
             id_token,
             id_claims,
             userinfo_claims,
             access_token: access_token.secret().clone(),
+            access_claims,
             refresh_token: response.refresh_token().map(|t| t.secret().clone()),
             expires_in: response.expires_in(),
         })
@@ -503,30 +517,9 @@ impl Oidc {
             .decode(sig)
             .map_err(|_| OidcError::Invalid("the logout token's signature is not base64url".into()))?;
         let signing_input = &token[..head.len() + 1 + body.len()];
-        let check = |jwks: &CoreJsonWebKeySet| -> Result<(), SignatureVerificationError> {
-            let mut candidates = jwks.keys().iter().filter(|k| match (&kid, k.key_id()) {
-                (Some(want), Some(have)) => **have == *want,
-                (Some(_), None) => false,
-                (None, _) => true,
-            });
-            let mut last = SignatureVerificationError::NoMatchingKey;
-            for key in candidates.by_ref() {
-                match key.verify_signature(&alg, signing_input.as_bytes(), &signature) {
-                    Ok(()) => return Ok(()),
-                    Err(e) => last = e,
-                }
-            }
-            Err(last)
-        };
-        let first = { check(&provider.jwks.read().unwrap().clone()) };
-        match first {
-            Ok(()) => {}
-            Err(SignatureVerificationError::NoMatchingKey) if self.refetch_jwks(&provider).await? => {
-                check(&provider.jwks.read().unwrap().clone())
-                    .map_err(|e| OidcError::Invalid(format!("the logout token's signature is not valid: {e}")))?;
-            }
-            Err(e) => return Err(OidcError::Invalid(format!("the logout token's signature is not valid: {e}"))),
-        }
+        self.verify_signature(&provider, &alg, kid.as_deref(), signing_input, &signature)
+            .await?
+            .map_err(|e| OidcError::Invalid(format!("the logout token's signature is not valid: {e}")))?;
 
         let claims = decode_payload(token)?;
         if claims.get("iss").and_then(|v| v.as_str()) != Some(self.issuer.as_str()) {
@@ -577,6 +570,100 @@ impl Oidc {
             return Err(OidcError::Invalid("the logout token names neither sub nor sid".into()));
         }
         Ok(LogoutClaims { sub, sid, jti })
+    }
+
+    /// Checks a JWS signature with the provider's keys (the one `kid`
+    /// names, or each when it names none), fetching the JWKS again once
+    /// when no key matches. The outer error is a failed JWKS fetch.
+    async fn verify_signature(
+        &self,
+        provider: &Provider,
+        alg: &CoreJwsSigningAlgorithm,
+        kid: Option<&str>,
+        signing_input: &str,
+        signature: &[u8],
+    ) -> Result<Result<(), SignatureVerificationError>, OidcError> {
+        let check = |jwks: &CoreJsonWebKeySet| -> Result<(), SignatureVerificationError> {
+            let mut candidates = jwks.keys().iter().filter(|k| match (kid, k.key_id()) {
+                (Some(want), Some(have)) => **have == *want,
+                (Some(_), None) => false,
+                (None, _) => true,
+            });
+            let mut last = SignatureVerificationError::NoMatchingKey;
+            for key in candidates.by_ref() {
+                match key.verify_signature(alg, signing_input.as_bytes(), signature) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        };
+        let first = { check(&provider.jwks.read().unwrap().clone()) };
+        match first {
+            Err(SignatureVerificationError::NoMatchingKey) if self.refetch_jwks(provider).await? => {
+                Ok(check(&provider.jwks.read().unwrap().clone()))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The access token's claims for `identity.claim_sources`: only when it
+    /// is a JWT signed with one of the provider's keys (an asymmetric
+    /// algorithm; never `none` or a shared secret), whose `iss` is the
+    /// configured issuer and which has not expired. Anyone can write a JWT
+    /// with `groups: ["admins"]`, and the token endpoint's TLS says nothing
+    /// about how the token itself was made. An opaque token has no claims;
+    /// any other token is left out with a log line that says why.
+    async fn access_token_claims(&self, provider: &Provider, token: &str) -> Option<Claims> {
+        if !self.read_access_token {
+            return None;
+        }
+        let header = crate::claims::jwt_header(token)?;
+        match self.check_access_token(provider, token, &header).await {
+            Ok(claims) => Some(claims),
+            Err(why) => {
+                let alg = header.get("alg").and_then(|a| a.as_str()).unwrap_or("");
+                if serde_json::from_value::<CoreJwsSigningAlgorithm>(header["alg"].clone())
+                    .is_ok_and(|a| asymmetric_algs().contains(&a))
+                {
+                    tracing::info!(event = "access_token_claims_ignored", alg, "the access token's claims are not merged: {why}");
+                } else {
+                    tracing::warn!(event = "access_token_claims_ignored", alg, "the access token's claims are not merged: {why}");
+                }
+                None
+            }
+        }
+    }
+
+    async fn check_access_token(&self, provider: &Provider, token: &str, header: &Claims) -> Result<Claims, String> {
+        let alg: CoreJwsSigningAlgorithm = serde_json::from_value(header.get("alg").cloned().unwrap_or_default())
+            .ok()
+            .filter(|a| asymmetric_algs().contains(a))
+            .ok_or("its algorithm is not one the provider signs with (an asymmetric one: never `none` or a shared secret)")?;
+        let (signing_input, sig) = token.rsplit_once('.').ok_or("it is not a JWT")?;
+        let signature = URL_SAFE_NO_PAD.decode(sig).map_err(|_| "its signature is not base64url")?;
+        let kid = header.get("kid").and_then(|k| k.as_str());
+        self.verify_signature(provider, &alg, kid, signing_input, &signature)
+            .await
+            .map_err(|e| format!("the provider's keys could not be fetched: {e}"))?
+            .map_err(|e| format!("its signature does not verify with the provider's keys ({e})"))?;
+        let claims = decode_payload(token).map_err(|e| e.to_string())?;
+        if claims.get("iss").and_then(|v| v.as_str()) != Some(self.issuer.as_str()) {
+            return Err(format!("its issuer is not {}", self.issuer));
+        }
+        let now = unix_now();
+        let leeway = self.leeway.as_secs();
+        match claims.get("exp").and_then(|v| v.as_f64()) {
+            None => return Err("it has no exp".into()),
+            Some(exp) if exp + (leeway as f64) <= now as f64 => return Err("it has expired".into()),
+            Some(_) => {}
+        }
+        if let Some(nbf) = claims.get("nbf")
+            && nbf.as_f64().is_none_or(|nbf| nbf > (now + leeway) as f64)
+        {
+            return Err("it is not valid yet (nbf)".into());
+        }
+        Ok(claims)
     }
 
     /// Where to send the browser to end the provider's session too, when it

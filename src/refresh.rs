@@ -183,7 +183,7 @@ impl Upkeep<'_> {
             // applies), so a removal from a group takes effect here.
             let (claims, identity) = self
                 .mapper
-                .derive(self.graph, &id, refreshed.userinfo_claims.as_ref(), Some(&refreshed.access_token))
+                .derive(self.graph, &id, refreshed.userinfo_claims.as_ref(), refreshed.access_claims.as_ref(), Some(&refreshed.access_token))
                 .await;
             match identity {
                 Ok(identity) => (Some(StoredClaims::keep(&claims, self.keep_claims)), crate::session::capped(identity)),

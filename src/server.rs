@@ -636,7 +636,7 @@ async fn callback_inner(
     let rules = app.rules.load_full();
     let (claims, identity) = rules
         .mapper
-        .derive(&app.graph, &result.id_claims, result.userinfo_claims.as_ref(), Some(&result.access_token))
+        .derive(&app.graph, &result.id_claims, result.userinfo_claims.as_ref(), result.access_claims.as_ref(), Some(&result.access_token))
         .await;
     let identity = match identity {
         Ok(i) => crate::session::capped(i),

@@ -126,3 +126,159 @@ fn check_config_refuses_cookie_prefixes_their_attributes_break() {
         assert_eq!(code, 0, "{ok}: {err}");
     }
 }
+
+/// As [`portcullis`], with environment variables set.
+fn portcullis_env(args: &[&str], config: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.args(args).arg("--config").arg(&path);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PORTCULLIS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `GOOD` with the TOML line that sets `key` (`table.key`) replaced by `line`.
+fn with_line(key: &str, line: &str) -> String {
+    let (table, name) = key.split_once('.').unwrap();
+    let start = format!("\n{name} = ");
+    let mut out = String::new();
+    let mut section = "";
+    let mut replaced = false;
+    for l in GOOD.lines() {
+        if let Some(t) = l.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            section = t;
+        }
+        if section == table && format!("\n{l}").starts_with(&start) {
+            out.push_str(line);
+            replaced = true;
+        } else {
+            out.push_str(l);
+        }
+        out.push('\n');
+    }
+    if !replaced {
+        out.push_str(&format!("[{table}]\n{line}\n"));
+    }
+    out
+}
+
+/// The secret keys: where they live, and how a wrong type is written.
+const SECRET_KEYS: [&str; 4] = ["oidc.client_secret", "graph.client_secret", "session.keys", "session.redis_url"];
+
+#[test]
+fn a_secret_of_the_wrong_type_is_named_but_never_shown() {
+    let value = "s3cret-4f9d0e2a";
+    for key in SECRET_KEYS {
+        let name = key.split_once('.').unwrap().1;
+        for wrong in [format!("{{ value = \"{value}\" }}"), format!("[[\"{value}\"]]"), format!("{{ nested = [\"{value}\", 42] }}")] {
+            let config = with_line(key, &format!("{name} = {wrong}"));
+            for args in [&["check-config"][..], &[][..]] {
+                let (code, out, err) = portcullis(args, &config);
+                assert_eq!(code, 1, "{key} = {wrong}: {out} {err}");
+                assert!(err.contains(&format!("`{key}`")), "{key} = {wrong}: the key is not named: {err}");
+                assert!(!err.contains(value) && !out.contains(value), "{key} = {wrong}: the value is shown: {err}");
+                assert!(!err.contains("panicked"), "{err}");
+            }
+        }
+    }
+    // From the environment (only keys that may be lists can have another
+    // shape there: any other text is the secret itself).
+    for (var, key) in [("PORTCULLIS_SESSION__KEYS", "session.keys"), ("PORTCULLIS_SESSION__REDIS_URL", "session.redis_url")] {
+        let (code, _, err) = portcullis_env(&["check-config"], GOOD, &[(var, &format!("[{{v = \"{value}\"}}]"))]);
+        assert_eq!(code, 1, "{var}: {err}");
+        assert!(err.contains(&format!("`{key}`")) && !err.contains(value), "{var}: {err}");
+    }
+}
+
+#[test]
+fn an_upstream_credential_written_inline_is_named_but_never_shown() {
+    let value = "immich-key-77f1c3";
+    for wrong in [format!("\"{value}\""), format!("[\"{value}\"]"), "12345678".to_string(), format!("{{ value = \"{value}\" }}")] {
+        let config = format!("{GOOD}\n[upstream_headers.family]\nx-api-key = {wrong}\n");
+        let (code, out, err) = portcullis(&["check-config"], &config);
+        assert_eq!(code, 1, "{wrong}: {out}");
+        assert!(err.contains("`upstream_headers.family.x-api-key"), "{wrong}: {err}");
+        assert!(!err.contains(value) && !err.contains("12345678"), "{wrong}: the value is shown: {err}");
+    }
+    let (code, _, err) = portcullis_env(
+        &["check-config"],
+        GOOD,
+        &[("PORTCULLIS_UPSTREAM_HEADERS__FAMILY__X-API-KEY", "87654321")],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("upstream_headers.family") && !err.contains("87654321"), "{err}");
+}
+
+#[test]
+fn a_numeric_secret_is_accepted_and_never_shown() {
+    // Numbers, as TOML and as environment variables.
+    for key in ["oidc.client_secret", "graph.client_secret"] {
+        let name = key.split_once('.').unwrap().1;
+        for value in ["12345678", "1.625", "true", "-424242"] {
+            let (code, out, err) = portcullis(&["check-config"], &with_line(key, &format!("{name} = {value}")));
+            assert_eq!(code, 0, "{key} = {value}: {err}");
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            for shown in [&v["oidc"]["client_secret"], &v["graph"]["client_secret"]] {
+                assert_eq!(shown, "[redacted]", "{key} = {value}");
+            }
+            if value != "true" {
+                assert!(!out.contains(value) && !err.contains(value), "{key} = {value} shown:\n{out}\n{err}");
+            }
+        }
+    }
+    let (code, out, err) = portcullis_env(&["check-config"], GOOD, &[("PORTCULLIS_OIDC__CLIENT_SECRET", "0012345678")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("12345678") && !err.contains("12345678"), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["oidc"]["client_secret"], "[redacted]");
+    let (code, out, err) = portcullis_env(&["check-config"], GOOD, &[("PORTCULLIS_GRAPH__CLIENT_SECRET", "98765432")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("98765432") && !err.contains("98765432"));
+
+    // A numeric key or Redis URL is read, refused for what it is, and not shown.
+    for (key, var, why) in [
+        ("session.keys", "PORTCULLIS_SESSION__KEYS", "32 bytes"),
+        ("session.redis_url", "PORTCULLIS_SESSION__REDIS_URL", "is not a Redis URL"),
+    ] {
+        let name = key.split_once('.').unwrap().1;
+        for config in [with_line(key, &format!("{name} = 12345678")), with_line(key, &format!("{name} = [12345678]"))] {
+            let (code, out, err) = portcullis(&["check-config"], &config);
+            assert_eq!(code, 1, "{key}: {out}");
+            assert!(err.contains(key) && err.contains(why) && !err.contains("12345678"), "{key}: {err}");
+        }
+        let (code, _, err) = portcullis_env(&["check-config"], GOOD, &[(var, "12345678")]);
+        assert_eq!(code, 1, "{var}");
+        assert!(err.contains(key) && err.contains(why) && !err.contains("12345678"), "{var}: {err}");
+    }
+}
+
+#[test]
+fn a_toml_syntax_error_does_not_quote_the_secret_line() {
+    let config = GOOD.replace("client_secret = \"very-secret-value\"", "client_secret = very-secret-value\"");
+    let (code, _, err) = portcullis(&["check-config"], &config);
+    assert_eq!(code, 1);
+    assert!(err.contains("line 6") && !err.contains("very-secret-value"), "{err}");
+}
+
+#[test]
+fn check_config_says_once_that_preferred_username_must_be_administrator_set() {
+    let (code, _, err) = portcullis(&["check-config"], GOOD);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("warning:") && l.contains("preferred_username")).count(), 1, "{err}");
+    assert!(err.contains("unique and set only by an administrator"), "{err}");
+    let config = format!("{GOOD}\n[identity]\nusername_claims = [\"sub\"]\n");
+    let (code, _, err) = portcullis(&["check-config"], &config);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("preferred_username"), "{err}");
+}

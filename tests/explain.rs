@@ -143,7 +143,8 @@ fn claim_sources_are_merged_as_at_login() {
     let dir = tempfile::tempdir().unwrap();
     let sources = json!({
         "id_token": {"sub": "a1", "iss": "https://auth.example.com"},
-        "userinfo": {"sub": "a1", "preferred_username": "carol", "email": "carol@example.com", "groups": ["family"]},
+        "userinfo": {"sub": "a1", "preferred_username": "carol", "email": "carol@example.com", "email_verified": true,
+                     "groups": ["family"]},
     });
     let f = claims_file(dir.path(), "sources.json", &sources);
     let r = explain(&f, &[]);

@@ -318,3 +318,229 @@ async fn a_refresh_merges_claims_as_the_login_did() {
     let r = verify(&client, &svc.url, &home).await;
     assert_eq!(r.headers()["remote-groups"], "staff,guests", "{}", svc.logs());
 }
+
+/// A provider that sends no `preferred_username` and lets anyone sign up
+/// with any email (Auth0 database connections, many social logins), and a
+/// configuration that trusts boss@example.com: a user-name rule, a policy
+/// for boss's host, and boss's upstream credential.
+fn boss_config(idp: &Idp) -> String {
+    format!(
+        r#"{base}
+[[identity.rules]]
+users = ["boss@example.com"]
+user = "boss@example.com"
+role = "admin"
+
+[[policy]]
+host = "boss.example.com"
+action = "allow"
+users = ["boss@example.com"]
+
+[upstream_headers."boss@example.com"]
+x-api-key = {{ env = "BOSS_KEY" }}
+"#,
+        base = local_toml(idp)
+    )
+}
+
+const BOSS_KEY: &str = "boss-key-5e0a13";
+
+#[tokio::test]
+async fn an_unverified_email_is_not_who_someone_is() {
+    let idp = Idp::start().await;
+    let svc = Service::start_with_env(&boss_config(&idp), &[("BOSS_KEY", BOSS_KEY)]).await;
+    svc.wait_ready().await;
+    let home = format!("{}/", svc.url);
+    let stranger = |verified: Option<Value>| {
+        let mut c = json!({"sub": "auth0|6a1f", "email": "boss@example.com", "name": "Boss"});
+        if let Some(v) = verified {
+            c["email_verified"] = v;
+        }
+        c
+    };
+    for verified in [Some(json!(false)), None] {
+        idp.set_user(stranger(verified.clone()));
+        let client = browser();
+        assert_eq!(login(&client, &svc.url, &home).await.status(), 302, "{}", svc.logs());
+        let r = verify(&client, &svc.url, "https://photos.example.com/").await;
+        assert_eq!(r.status(), 200, "{verified:?}");
+        let h = r.headers();
+        assert_eq!(h["remote-user"], "auth0|6a1f", "{verified:?}: the user name falls back to sub");
+        assert_eq!(h["remote-email"], "", "{verified:?}: the email is not sent");
+        assert_eq!(h["remote-role"], "guest", "{verified:?}: the users rule does not match");
+        assert!(h.get("x-api-key").is_none(), "{verified:?}: boss's credential is not sent");
+        let r = verify(&client, &svc.url, "https://boss.example.com/").await;
+        assert_eq!(r.status(), 403, "{verified:?}: the policy's users list does not match");
+        assert!(r.headers().get("x-api-key").is_none());
+    }
+    let logs = svc.logs();
+    assert!(logs.contains("the provider says email_verified = false"), "{logs}");
+    assert!(logs.contains("the provider does not say it is verified"), "{logs}");
+    assert!(!logs.contains(BOSS_KEY));
+
+    // The real boss, whose provider verified the address, is boss.
+    idp.set_user(stranger(Some(json!(true))));
+    let client = browser();
+    assert_eq!(login(&client, &svc.url, &home).await.status(), 302);
+    let r = verify(&client, &svc.url, "https://boss.example.com/").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["remote-user"], "boss@example.com");
+    assert_eq!(r.headers()["remote-role"], "admin");
+    assert_eq!(r.headers()["x-api-key"], BOSS_KEY);
+}
+
+#[tokio::test]
+async fn trust_unverified_email_counts_a_missing_claim_as_verified() {
+    let idp = Idp::start().await;
+    let toml = boss_config(&idp).replace("\n[[identity.rules]]", "\n[identity]\ntrust_unverified_email = true\n\n[[identity.rules]]");
+    let svc = Service::start_with_env(&toml, &[("BOSS_KEY", BOSS_KEY)]).await;
+    svc.wait_ready().await;
+    let home = format!("{}/", svc.url);
+    idp.set_user(json!({"sub": "entra-oid-1", "email": "boss@example.com"}));
+    let client = browser();
+    assert_eq!(login(&client, &svc.url, &home).await.status(), 302);
+    let r = verify(&client, &svc.url, "https://boss.example.com/").await;
+    assert_eq!((r.status().as_u16(), r.headers()["remote-user"].to_str().unwrap()), (200, "boss@example.com"));
+    // Still not when the provider says it is unverified.
+    idp.set_user(json!({"sub": "auth0|6a1f", "email": "boss@example.com", "email_verified": false}));
+    let client = browser();
+    assert_eq!(login(&client, &svc.url, &home).await.status(), 302);
+    let r = verify(&client, &svc.url, "https://boss.example.com/").await;
+    assert_eq!(r.status(), 403);
+    assert!(svc.logs().contains("trust_unverified_email"), "the start-up warning");
+}
+
+#[tokio::test]
+async fn a_look_alike_user_name_is_refused_at_login() {
+    let idp = Idp::start().await;
+    let toml = format!(
+        "{}\n[[identity.rules]]\nusers = [\"kids\"]\nuser = \"kids\"\nrole = \"viewer\"\n\n[upstream_headers.kids]\nx-api-key = {{ env = \"KIDS_KEY\" }}\n",
+        local_toml(&idp)
+    );
+    let svc = Service::start_with_env(&toml, &[("KIDS_KEY", "kids-key-1")]).await;
+    svc.wait_ready().await;
+    let home = format!("{}/", svc.url);
+    // The Kelvin sign looks like K, and Unicode lower-casing made it `k`.
+    idp.set_user(json!({"sub": "sub-mallory", "preferred_username": "\u{212A}ids"}));
+    let client = browser();
+    let cb = login(&client, &svc.url, &home).await;
+    assert_eq!(cb.status(), 403);
+    assert!(cb.text().await.unwrap().contains("Kelvin sign"));
+    assert_eq!(verify(&client, &svc.url, &home).await.status(), 401, "no session");
+    let logs = svc.logs();
+    let line = logs.lines().find(|l| l.contains("login_refused")).unwrap_or_else(|| panic!("no audit line:\n{logs}"));
+    assert!(line.contains("sub-mallory") && line.contains("Kelvin sign"), "{line}");
+
+    // The real kids, in any ASCII case, are kids.
+    idp.set_user(json!({"sub": "sub-kids", "preferred_username": "Kids"}));
+    let client = browser();
+    assert_eq!(login(&client, &svc.url, &home).await.status(), 302);
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!((r.headers()["remote-user"].to_str().unwrap(), r.headers()["x-api-key"].to_str().unwrap()), ("kids", "kids-key-1"));
+}
+
+/// An access token as the provider (or a forger) might write it: a JWT
+/// with `claims`, signed with test key `key` under `kid`, or unsigned
+/// (`alg: none`) when `key` is `None`.
+fn access_jwt(claims: &Value, key: Option<usize>, kid: &str) -> String {
+    use base64::Engine as _;
+    match key {
+        Some(n) => common::idp::sign_jwt(&json!({"alg": "RS256", "typ": "at+jwt", "kid": kid}), claims, &common::idp::key(n)),
+        None => {
+            let enc = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+            format!("{}.{}.", enc(&json!({"alg": "none", "typ": "at+jwt"})), enc(claims))
+        }
+    }
+}
+
+#[tokio::test]
+async fn access_token_claims_are_merged_only_when_the_token_verifies() {
+    let idp = Idp::start().await;
+    let toml = format!("{}\n[[role_map]]\ngroup = \"admins\"\nrole = \"admin\"\n", local_toml(&idp));
+    let svc = Service::start(&toml).await;
+    svc.wait_ready().await;
+    let home = format!("{}/", svc.url);
+    idp.set_user(json!({"sub": "u-mallory", "preferred_username": "mallory"}));
+    let now = common::idp::now();
+
+    // (name, how the token is made, the role it yields, why it is left out)
+    type Make = Box<dyn Fn(&str) -> String + Send + Sync>;
+    let at = move |iss: &str, exp: u64| json!({"iss": iss, "sub": "u-mallory", "aud": "api", "exp": exp, "iat": now, "groups": ["admins"]});
+    let cases: Vec<(&str, Make, &str, Option<&str>)> = vec![
+        ("signed by the provider", Box::new(move |iss: &str| access_jwt(&at(iss, now + 300), Some(0), "test-key-0")), "admin", None),
+        ("alg none", Box::new(move |iss: &str| access_jwt(&at(iss, now + 300), None, "")), "guest", Some("its algorithm is not one")),
+        (
+            "a key the provider does not publish",
+            Box::new(move |iss: &str| access_jwt(&at(iss, now + 300), Some(1), "test-key-1")),
+            "guest",
+            Some("its signature does not verify"),
+        ),
+        (
+            "another key under the provider's key ID",
+            Box::new(move |iss: &str| access_jwt(&at(iss, now + 300), Some(1), "test-key-0")),
+            "guest",
+            Some("its signature does not verify"),
+        ),
+        (
+            "another issuer",
+            Box::new(move |_: &str| access_jwt(&at("https://evil.example", now + 300), Some(0), "test-key-0")),
+            "guest",
+            Some("its issuer is not"),
+        ),
+        ("expired", Box::new(move |iss: &str| access_jwt(&at(iss, now - 3600), Some(0), "test-key-0")), "guest", Some("it has expired")),
+    ];
+    for (name, make, role, why) in cases {
+        let before = svc.logs().matches("access_token_claims_ignored").count();
+        idp.access_tokens(move |iss, _| make(iss));
+        let client = browser();
+        assert_eq!(login(&client, &svc.url, &home).await.status(), 302, "{name}: {}", svc.logs());
+        let r = verify(&client, &svc.url, &home).await;
+        assert_eq!(r.status(), 200, "{name}");
+        assert_eq!(r.headers()["remote-role"], role, "{name}");
+        let groups = if role == "admin" { "admins" } else { "" };
+        assert_eq!(r.headers()["remote-groups"], groups, "{name}");
+        let logs = svc.logs();
+        let ignored: Vec<&str> = logs.lines().filter(|l| l.contains("access_token_claims_ignored")).skip(before).collect();
+        match why {
+            None => assert!(ignored.is_empty(), "{name}: {ignored:?}"),
+            Some(why) => {
+                assert_eq!(ignored.len(), 1, "{name}: {logs}");
+                assert!(ignored[0].contains("not merged") && ignored[0].contains(why), "{name}: {}", ignored[0]);
+            }
+        }
+    }
+    // The access tokens themselves never reach the log.
+    let logs = svc.logs();
+    for issued in idp.issued() {
+        assert!(!logs.contains(&issued.access_token), "an access token in the log");
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_merges_access_token_claims_only_when_the_token_verifies() {
+    let idp = Idp::start().await;
+    idp.set_expires_in(2);
+    let toml = format!("{}\n[[role_map]]\ngroup = \"admins\"\nrole = \"admin\"\n", local_toml(&idp));
+    let svc = Service::start(&toml).await;
+    svc.wait_ready().await;
+    let home = format!("{}/", svc.url);
+    idp.set_user(json!({"sub": "u-mallory", "preferred_username": "mallory", "groups": ["staff"]}));
+    let token = |iss: &str, groups: &[&str], key: Option<usize>| {
+        let now = common::idp::now();
+        access_jwt(&json!({"iss": iss, "sub": "u-mallory", "exp": now + 300, "iat": now, "groups": groups}), key, "test-key-0")
+    };
+    idp.access_tokens(move |iss, _| token(iss, &["photos"], Some(0)));
+    let client = browser();
+    assert_eq!(login(&client, &svc.url, &home).await.status(), 302);
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!(r.headers()["remote-groups"], "staff,photos", "the verified access token's groups");
+
+    // The refresh hands out a forged token: its groups are not merged.
+    idp.access_tokens(move |iss, _| token(iss, &["admins"], None));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(verify(&client, &svc.url, &home).await.status(), 200);
+    assert!(svc.wait_for_log("session_refreshed", std::time::Duration::from_secs(5)).await, "{}", svc.logs());
+    let r = verify(&client, &svc.url, &home).await;
+    assert_eq!((r.headers()["remote-groups"].to_str().unwrap(), r.headers()["remote-role"].to_str().unwrap()), ("staff", "guest"));
+    assert!(svc.logs().contains("access_token_claims_ignored"), "{}", svc.logs());
+}

@@ -29,7 +29,7 @@ fn session_cookie_set(r: &reqwest::Response) -> bool {
 async fn full_flow_sets_headers_then_logout_signs_out() {
     let idp = Idp::start().await;
     idp.set_user(json!({
-        "sub": "u-alice", "preferred_username": "alice", "email": "alice@example.com",
+        "sub": "u-alice", "preferred_username": "alice", "email": "alice@example.com", "email_verified": true,
         "name": "Alice Liddell", "groups": ["family", "photos"]
     }));
     let svc = service(&idp).await;

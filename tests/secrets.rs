@@ -164,7 +164,7 @@ async fn forged(client: &reqwest::Client, base: &str, kind: &str, url: &str) -> 
 #[tokio::test]
 async fn identity_headers_from_the_client_are_never_echoed() {
     let idp = Idp::start().await;
-    idp.set_user(json!({"sub": "u-bob", "preferred_username": "bob", "email": "bob@example.com", "name": "Bob", "groups": ["staff"]}));
+    idp.set_user(json!({"sub": "u-bob", "preferred_username": "bob", "email": "bob@example.com", "email_verified": true, "name": "Bob", "groups": ["staff"]}));
     let svc = Service::start(&local_toml(&idp)).await;
     svc.wait_ready().await;
     let home = format!("{}/", svc.url);

@@ -211,21 +211,16 @@ fn authelia_groups_only_in_userinfo_are_merged() {
     let userinfo = claims(json!({"sub": "a1b2", "preferred_username": "frank", "email": "frank@example.com",
                                   "email_verified": true, "groups": ["family", "dev"]}));
     check("ID token alone", &m, &id, &Want::Refused("not a member"));
-    let merged = m.collect_claims(&id, Some(&userinfo), Some("opaque-access-token"));
+    let merged = m.collect_claims(&id, Some(&userinfo), None);
     let idn = m.map(&merged).unwrap().to_parts();
     assert_eq!((idn.user.as_str(), idn.email.as_deref()), ("frank", Some("frank@example.com")));
     assert_eq!(idn.groups, ["family", "dev"]);
 }
 
 #[test]
-fn access_token_jwt_fills_in_and_order_is_configurable() {
-    use base64::Engine as _;
-    let enc = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let at = format!(
-        "{}.{}.sig",
-        enc(json!({"alg": "RS256", "typ": "at+jwt"})),
-        enc(json!({"sub": "other", "preferred_username": "from-at", "realm_access": {"roles": ["photo-admin"]}}))
-    );
+fn access_token_claims_fill_in_and_order_is_configurable() {
+    // The access token's claims, as oidc hands them over once the token verified.
+    let at = claims(json!({"sub": "other", "preferred_username": "from-at", "realm_access": {"roles": ["photo-admin"]}}));
     let id = claims(json!({"sub": "kc-1", "preferred_username": "gina"}));
     let toml = "[identity]\nroles_claim = \"realm_access.roles\"\n[[role_map]]\napp_role = \"photo-admin\"\nrole = \"admin\"";
     let m = mapper(toml);
@@ -299,7 +294,9 @@ name = "Shared Zed"
 role = "none"
 "#,
     );
-    let c = |email: &str, groups: Value| claims(json!({"sub": "s", "preferred_username": "u", "email": email, "groups": groups}));
+    let c = |email: &str, groups: Value| {
+        claims(json!({"sub": "s", "preferred_username": "u", "email": email, "email_verified": true, "groups": groups}))
+    };
     let got = m.map(&c("u@example.com", json!(["family"]))).unwrap().to_parts();
     assert_eq!(got.user, "insider");
     assert_eq!(got.groups, ["family", "insiders"], "add_groups appends");
@@ -352,6 +349,87 @@ fn unverified_email_never_matches_or_is_sent() {
 
     let m = mapper(&FAMILY.replace("[identity]\n", "[identity]\nallow_unverified_email = true\n"));
     assert_eq!(m.map(&c).unwrap().to_parts().user, "family");
+}
+
+#[test]
+fn an_email_is_identity_only_when_the_provider_says_it_is_verified() {
+    // A provider that sends no preferred_username, and lets anyone sign up
+    // with any address: the default username_claims reach `email`.
+    let rules = r#"
+[[identity.rules]]
+users = ["boss@example.com"]
+user = "boss"
+role = "admin"
+
+[[identity.rules]]
+email_domains = ["example.com"]
+user = "staff"
+"#;
+    let boss = |verified: Option<Value>| {
+        let mut c = json!({"sub": "auth0|stranger", "email": "boss@example.com", "name": "Boss"});
+        if let Some(v) = verified {
+            c["email_verified"] = v;
+        }
+        claims(c)
+    };
+    let m = mapper(rules);
+    for verified in [None, Some(json!(false)), Some(json!("false")), Some(json!(null)), Some(json!(1))] {
+        let e = m.explain(&boss(verified.clone()));
+        let id = e.result.unwrap().to_parts();
+        assert_eq!(id.user, "auth0|stranger", "{verified:?}: the user name falls back to sub");
+        assert_eq!(id.person, "auth0|stranger");
+        assert_eq!((id.email, id.person_email, id.role.as_str()), (None, None, "guest"), "{verified:?}: no rule matched");
+        assert_eq!(e.rule, None, "{verified:?}");
+        assert!(e.notes.iter().any(|n| n.contains("the email is ignored")), "{verified:?}: {:?}", e.notes);
+    }
+    for verified in [json!(true), json!("true")] {
+        let id = m.map(&boss(Some(verified))).unwrap().to_parts();
+        assert_eq!((id.user.as_str(), id.person.as_str(), id.role.as_str()), ("boss", "boss@example.com", "admin"));
+    }
+
+    // trust_unverified_email: a missing claim counts as verified, `false` does not.
+    let m = mapper(&format!("[identity]\ntrust_unverified_email = true\n{rules}"));
+    assert_eq!(m.map(&boss(None)).unwrap().to_parts().user, "boss");
+    assert_eq!(m.map(&boss(Some(json!(false)))).unwrap().to_parts().user, "auth0|stranger");
+    // allow_unverified_email: both.
+    let m = mapper(&format!("[identity]\nallow_unverified_email = true\n{rules}"));
+    assert_eq!(m.map(&boss(None)).unwrap().to_parts().user, "boss");
+    assert_eq!(m.map(&boss(Some(json!(false)))).unwrap().to_parts().user, "boss");
+
+    // Another claim first: the email is not the user name, yet still
+    // matched only when verified.
+    let m = mapper(&format!("[identity]\nusername_claims = [\"nickname\", \"sub\"]\n{rules}"));
+    let mut c = boss(None);
+    c.insert("nickname".into(), json!("stranger"));
+    let id = m.map(&c).unwrap().to_parts();
+    assert_eq!((id.user.as_str(), id.email.as_deref()), ("stranger", None));
+}
+
+#[test]
+fn a_user_name_that_nfkc_changes_is_refused() {
+    let m = mapper("[[identity.rules]]\nusers = [\"kids\"]\nuser = \"kids-shared\"\nrole = \"viewer\"");
+    let kelvin = claims(json!({"sub": "s1", "preferred_username": "\u{212A}ids"}));
+    let r = m.map(&kelvin).unwrap_err();
+    assert!(r.reason.contains("Kelvin sign"), "{r}");
+    for name in ["\u{FF4B}ids", "k\u{131}ds\u{FB01}", "Jo\u{308}rg"] {
+        let c = claims(json!({"sub": "s1", "preferred_username": name}));
+        assert!(m.map(&c).is_err(), "{name:?}");
+    }
+    // The real name matches, in any ASCII case; other scripts are not folded.
+    let c = |name: &str| claims(json!({"sub": "s2", "preferred_username": name}));
+    assert_eq!(m.map(&c("KIDS")).unwrap().to_parts().user, "kids-shared");
+    assert_eq!(m.map(&c("J\u{F6}rg")).unwrap().to_parts().user, "J\u{F6}rg");
+    // A group named with a compatibility form still compares as its letters.
+    let m = mapper("[[role_map]]\ngroup = \"kids\"\nrole = \"viewer\"");
+    let c = claims(json!({"sub": "s3", "preferred_username": "kim", "groups": ["\u{212A}IDS"]}));
+    assert_eq!(m.map(&c).unwrap().to_parts().role, "viewer");
+    // A rule cannot map anyone onto such a name either.
+    let err = config("[[identity.rules]]\nusers = [\"a\"]\nuser = \"\u{212A}ids\"").map(|c| Mapper::new(&c).map(|_| ()));
+    let err = match err {
+        Ok(Err(e)) | Err(e) => e.to_string(),
+        Ok(Ok(())) => panic!("accepted"),
+    };
+    assert!(err.contains("identity.rules[0].user") && err.contains("NFKC"), "{err}");
 }
 
 #[test]

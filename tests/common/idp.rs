@@ -94,6 +94,7 @@ pub struct TokenSpec {
 type Tamper = Box<dyn Fn(&mut TokenSpec) + Send + Sync>;
 /// Checks a token request's `private_key_jwt` client authentication.
 type AssertionCheck = Box<dyn Fn(&HashMap<String, String>) -> Result<(), String> + Send + Sync>;
+type AccessTokenMaker = Box<dyn Fn(&str, &Value) -> String + Send + Sync>;
 
 struct Pending {
     nonce: Option<String>,
@@ -111,6 +112,7 @@ struct State {
     refresh_tokens: HashMap<String, Value>,
     tamper: Option<Tamper>,
     assertion_check: Option<AssertionCheck>,
+    access_token_maker: Option<AccessTokenMaker>,
     signing_key: usize,
     published_keys: Vec<usize>,
     authorize_error: Option<String>,
@@ -152,7 +154,7 @@ impl Idp {
     async fn from_server(server: MockServer) -> Idp {
         let issuer = server.uri();
         let state = Arc::new(Mutex::new(State {
-            user: json!({"sub": "user-1", "preferred_username": "alice", "email": "alice@example.com", "name": "Alice"}),
+            user: json!({"sub": "user-1", "preferred_username": "alice", "email": "alice@example.com", "email_verified": true, "name": "Alice"}),
             userinfo_extra: json!({}),
             signing_key: 0,
             published_keys: vec![0],
@@ -187,6 +189,13 @@ impl Idp {
         check: impl Fn(&HashMap<String, String>) -> Result<(), String> + Send + Sync + 'static,
     ) {
         self.state.lock().unwrap().assertion_check = Some(Box::new(check));
+    }
+
+    /// Makes the token endpoint hand out the access tokens `make` writes
+    /// from the issuer and the user's claims (a JWT, signed or forged)
+    /// instead of opaque ones; userinfo accepts them as usual.
+    pub fn access_tokens(&self, make: impl Fn(&str, &Value) -> String + Send + Sync + 'static) {
+        self.state.lock().unwrap().access_token_maker = Some(Box::new(make));
     }
 
     /// Signs with key `n` and publishes only it: a key rotation.
@@ -472,7 +481,10 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
         id_token = format!("{head}.");
     }
 
-    let access_token = random_token(&mut s, "at");
+    let access_token = match &s.access_token_maker {
+        Some(make) => make(issuer, &claims),
+        None => random_token(&mut s, "at"),
+    };
     let refresh_token = random_token(&mut s, "rt");
     let mut userinfo = claims.clone();
     for (k, v) in s.userinfo_extra.as_object().cloned().unwrap_or_default() {

@@ -100,6 +100,7 @@ impl Stack {
             "sub": "user-1",
             "preferred_username": "alice",
             "email": "alice@example.com",
+            "email_verified": true,
             "name": "Alice Liddell",
             "groups": ["family", "photos"],
         }));
