@@ -92,6 +92,17 @@ impl Expr {
         }
     }
 
+    /// Evaluates; an error counts as false and becomes a note.
+    pub fn eval_noting(&self, vars: &Vars<'_>, notes: &mut Vec<String>) -> bool {
+        match self.eval(vars) {
+            Ok(b) => b,
+            Err(err) => {
+                notes.push(format!("{}: evaluation failed, counted as no match: {err}", self.key()));
+                false
+            }
+        }
+    }
+
     fn run(&self, vars: &Vars<'_>) -> Result<Value, ExecutionError> {
         let mut ctx = Context::with_env(Arc::clone(&ENV));
         let bind = |ctx: &mut Context, name: &str, value: serde_json::Value| {

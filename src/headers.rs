@@ -10,10 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, HeaderNames};
 use crate::identity::Identity;
-
-/// Longest value portcullis puts in one header; longer values are cut at a
-/// character boundary.
-pub const MAX_VALUE_LEN: usize = 4096;
+pub use crate::header_value::{MAX_VALUE_LEN, sanitize};
 
 /// Where an upstream credential's value comes from: never inline, so it is
 /// never printed with the configuration.
@@ -22,22 +19,6 @@ pub const MAX_VALUE_LEN: usize = 4096;
 pub enum UpstreamHeaderValue {
     File(std::path::PathBuf),
     Env(String),
-}
-
-/// Turns arbitrary text into a header value: control characters become a
-/// space, surrounding white space is trimmed, and the length is bounded.
-pub fn sanitize(text: &str) -> HeaderValue {
-    let mut out = String::with_capacity(text.len().min(MAX_VALUE_LEN));
-    for c in text.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if out.len() + c.len_utf8() > MAX_VALUE_LEN {
-            break;
-        }
-        out.push(c);
-    }
-    let trimmed = out.trim();
-    // Only visible ASCII, space and UTF-8 bytes (>= 0x80) remain: always valid.
-    HeaderValue::from_bytes(trimmed.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The compiled header names, parsed once at start.

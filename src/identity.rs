@@ -522,18 +522,7 @@ fn rule_matches(rule: &Rule, vars: &Vars<'_>, notes: &mut Vec<String>) -> bool {
     }
     match &rule.expr {
         None => true,
-        Some(e) => eval_logged(e, vars, notes),
-    }
-}
-
-/// Evaluates; an error counts as false and becomes a note.
-pub(crate) fn eval_logged(e: &Expr, vars: &Vars<'_>, notes: &mut Vec<String>) -> bool {
-    match e.eval(vars) {
-        Ok(b) => b,
-        Err(err) => {
-            notes.push(format!("{}: evaluation failed, counted as no match: {err}", e.key()));
-            false
-        }
+        Some(e) => e.eval_noting(vars, notes),
     }
 }
 
@@ -541,7 +530,7 @@ pub(crate) fn eval_logged(e: &Expr, vars: &Vars<'_>, notes: &mut Vec<String>) ->
 /// characters, no surrounding white space, not too long. A user name or
 /// email that a header would alter could collide with another.
 fn passes_unchanged(text: &str) -> bool {
-    crate::headers::sanitize(text).as_bytes() == text.as_bytes()
+    crate::header_value::sanitize(text).as_bytes() == text.as_bytes()
 }
 
 fn check_paths(key: &str, paths: &[String]) -> Result<(), ConfigError> {

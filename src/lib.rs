@@ -9,11 +9,13 @@
 
 pub mod assertion;
 pub mod claims;
+pub mod clock;
 pub mod config;
 pub mod deadline;
 pub mod explain;
 pub mod expr;
 pub mod graph;
+pub mod header_value;
 pub mod headers;
 pub mod identity;
 pub mod metrics;

@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::config::Config;
-use crate::identity::Claims;
-use crate::session::unix_now;
+use crate::claims::Claims;
+use crate::clock::unix_now;
 
 type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
 

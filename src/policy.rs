@@ -329,7 +329,7 @@ impl Policy {
                 email: id.email().unwrap_or(""),
                 request: Some((id.role(), id.person(), req)),
             };
-            if !crate::identity::eval_logged(e, &vars, notes) {
+            if !e.eval_noting(&vars, notes) {
                 return Some(format!("its expression ({}) to be true", e.key()));
             }
         }

@@ -14,7 +14,7 @@ pub mod redis;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -225,9 +225,7 @@ pub(crate) fn test_session(user: &str) -> Session {
 }
 
 /// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+pub use crate::clock::unix_now;
 
 /// A store that could not answer. Never carries a secret.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -350,12 +348,12 @@ pub async fn end_oldest_beyond(
 }
 
 /// `identity` with no text longer than a header carries
-/// ([`crate::headers::MAX_VALUE_LEN`]): a longer display name, email,
+/// ([`crate::header_value::MAX_VALUE_LEN`]): a longer display name, email,
 /// group or role is cut there (at a character boundary), so one account
 /// with a huge claim cannot make its sessions huge. The user name and the
 /// subject, which say who someone is, are kept whole.
 pub fn capped(identity: Identity) -> Identity {
-    let max = crate::headers::MAX_VALUE_LEN;
+    let max = crate::header_value::MAX_VALUE_LEN;
     let long = |s: &str| s.len() > max;
     let needed = identity.name().is_some_and(long)
         || identity.email().is_some_and(long)
@@ -387,7 +385,7 @@ mod tests {
 
     #[test]
     fn identity_text_is_cut_at_the_header_limit_but_not_who_someone_is() {
-        let max = crate::headers::MAX_VALUE_LEN;
+        let max = crate::header_value::MAX_VALUE_LEN;
         let mut p = test_session("alice").identity.to_parts();
         p.name = Some("é".repeat(max));
         p.email = Some("a".repeat(max + 10));
