@@ -114,7 +114,7 @@ impl Explanation {
                 "host": r.host,
                 "raw_path": r.raw_path,
                 "path": r.path,
-                "decoded_paths": r.decoded,
+                "decoded_path": r.decoded.as_deref().unwrap_or(&r.path),
             })),
             "policy_rule": self.policy_rule.map(|(i, a)| json!({"index": i, "key": format!("policy[{i}]"), "action": a, "rule": config.policy.get(i)})),
             "headers": self.headers.iter().map(|(n, v)| (n.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
@@ -156,9 +156,7 @@ impl Explanation {
             line("request", &format!("{} {}{}", r.method.as_deref().unwrap_or("-"), r.host, r.raw_path));
             // Every reading policy judged (see `crate::view`).
             line("path", &r.path);
-            for d in &r.decoded {
-                line("decoded", d);
-            }
+            line("decoded", r.decoded.as_deref().unwrap_or(&r.path));
             let policy = match self.policy_rule {
                 Some((i, a)) => {
                     let rule = config.policy.get(i).map(|r| serde_json::to_string(r).unwrap_or_default()).unwrap_or_default();

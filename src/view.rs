@@ -11,9 +11,7 @@
 //!   sent;
 //! - the **decoded path**: every escape decoded once, `\` read as `/`, each
 //!   segment's `;params` removed, trailing dots and spaces of a segment
-//!   removed, repeated slashes collapsed;
-//! - the same with `;params` removed before decoding too, as Tomcat does
-//!   (`/;%2f..` is one parameter there, a separator elsewhere).
+//!   removed, repeated slashes collapsed.
 //!
 //! A path that could mean a different resource to some app is refused
 //! (400): a dot segment (`.`, `..`, encoded or `;`-suffixed) in either
@@ -39,9 +37,8 @@ pub struct RequestView<'a> {
     pub raw_path: Cow<'a, str>,
     /// The path: slashes collapsed, unreserved characters decoded.
     pub path: Cow<'a, str>,
-    /// The other readings of the path (decoded, see the module docs), when
-    /// they differ from `path`.
-    pub decoded: Vec<Cow<'a, str>>,
+    /// The decoded path, when it differs from `path`.
+    pub decoded: Option<Cow<'a, str>>,
     /// Upper-case; `None` when the proxy did not say.
     pub method: Option<Cow<'a, str>>,
 }
@@ -60,10 +57,10 @@ impl<'a> RequestView<'a> {
         })
     }
 
-    /// Every reading of the path: the path, then the decoded ones that
-    /// differ.
+    /// Every reading of the path: the path, then the decoded path when it
+    /// differs.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.path.as_ref()).chain(self.decoded.iter().map(|d| d.as_ref()))
+        std::iter::once(self.path.as_ref()).chain(self.decoded.as_deref())
     }
 
     /// The same view, owning its text.
@@ -72,40 +69,31 @@ impl<'a> RequestView<'a> {
             host: Cow::Owned(self.host.into_owned()),
             raw_path: Cow::Owned(self.raw_path.into_owned()),
             path: Cow::Owned(self.path.into_owned()),
-            decoded: self.decoded.into_iter().map(|d| Cow::Owned(d.into_owned())).collect(),
+            decoded: self.decoded.map(|d| Cow::Owned(d.into_owned())),
             method: self.method.map(|m| Cow::Owned(m.into_owned())),
         }
     }
 }
 
-/// The path and the decoded readings that differ from it, of a raw path
-/// (no query, no fragment); an error when some app could read it as
-/// another resource.
-pub fn path_views(raw: &str) -> Result<(Cow<'_, str>, Vec<Cow<'_, str>>), &'static str> {
+/// The path and, when it differs, the decoded path of a raw path (no
+/// query, no fragment); an error when some app could read it as another
+/// resource.
+pub fn path_views(raw: &str) -> Result<(Cow<'_, str>, Option<Cow<'_, str>>), &'static str> {
     if !raw.starts_with('/') {
         return Err("the request path must start with /");
     }
     // On every verify: most paths need no reading changed, which one pass
     // over the bytes shows.
     if is_plain(raw.as_bytes()) {
-        return Ok((Cow::Borrowed(raw), Vec::new()));
+        return Ok((Cow::Borrowed(raw), None));
     }
     let path = normalize_path(raw);
     if path.split('/').any(|s| s == "." || s == "..") {
         return Err(DOT_SEGMENT);
     }
-    let mut decoded: Vec<Cow<'_, str>> = Vec::new();
-    for d in [decoded_path(raw)?, decoded_path(&without_params(raw))?] {
-        if d != path && !decoded.iter().any(|x| *x == d) {
-            decoded.push(Cow::Owned(d));
-        }
-    }
+    let decoded = decoded_path(raw)?;
+    let decoded = (decoded != path).then_some(Cow::Owned(decoded));
     Ok((path, decoded))
-}
-
-/// `raw` with each segment's `;params` removed, before any decoding.
-fn without_params(raw: &str) -> String {
-    raw.split('/').map(|s| s.split(';').next().unwrap_or_default()).collect::<Vec<_>>().join("/")
 }
 
 const DOT_SEGMENT: &str = "the request path holds a dot segment (., .. or an encoded or ;-suffixed form)";
@@ -186,6 +174,12 @@ fn decoded_path(raw: &str) -> Result<String, &'static str> {
     }) {
         return Err("the request path holds a double-encoded separator, dot or %");
     }
+    // Where a `;param` ends depends on what an app takes for a separator:
+    // `/;\\x/admin` is /admin to one app and /x/admin to another.
+    let encoded_slash = raw.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f'));
+    if decoded.contains(&b';') && (decoded.contains(&b'\\') || encoded_slash) {
+        return Err("the request path mixes ;params with a backslash or an encoded /");
+    }
     let text = String::from_utf8(decoded).map_err(|_| "the request path does not decode to UTF-8 text")?;
     let mut out = String::with_capacity(text.len());
     let ends_with_separator = text.ends_with(['/', '\\']);
@@ -245,7 +239,7 @@ mod tests {
     use super::*;
 
     fn views(raw: &str) -> Result<(String, Option<String>), &'static str> {
-        path_views(raw).map(|(p, d)| (p.into_owned(), d.first().map(|d| d.to_string())))
+        path_views(raw).map(|(p, d)| (p.into_owned(), d.map(Cow::into_owned)))
     }
 
     #[test]
@@ -277,19 +271,13 @@ mod tests {
     }
 
     #[test]
-    fn params_are_removed_before_decoding_too() {
-        let (path, decoded) = path_views("/;%2f%61/admin").unwrap();
-        assert_eq!(path, "/;%2fa/admin");
-        assert_eq!(decoded, ["/a/admin", "/admin"]);
-    }
-
-    #[test]
     fn paths_some_app_reads_otherwise_are_refused() {
         for raw in [
             "/public/..%2fadmin/x", "/public/..;/admin/x", "/public/%2e%2e%2fadmin/x", "/public/..%5cadmin/x",
             "/public/../admin", "/public/./x", "/public/%2e/x", "/public/.%2E/x", "/a/..;x/b", "/a/%2e%2e%3b/b",
             "/admin%00/x", "/admin%09/x", "/admin%0a", "/admin%", "/admin%2", "/admin%zz", "/admin%252fx",
             "/admin%252Fx", "/admin%255cx", "/admin%252e%252e/x", "/a%ff", "/public/.. /x", "/public/.../x",
+            "/;%5cpublic%2fadmin", "/;%2f%61/admin", "/a;x\\b", "/a;x%2fb",
             "/public/..\\admin", "admin", "",
         ] {
             assert!(path_views(raw).is_err(), "{raw} was not refused: {:?}", views(raw));
