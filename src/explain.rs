@@ -276,9 +276,8 @@ pub fn run(config: Option<&Path>, claims_file: &Path, url: Option<&str>, method:
 
 fn run_inner(config: Option<&Path>, claims_file: &Path, url: Option<&str>, method: &str) -> Result<(Explanation, Config), String> {
     let config = Config::load(config).map_err(|e| e.to_string())?;
-    let mapper = Mapper::new(&config).map_err(|e| e.to_string())?;
-    let policy = Policy::new(&config).map_err(|e| e.to_string())?;
-    let headers = IdentityHeaders::new(&config.headers).map_err(|e| e.to_string())?;
+    let rules = crate::rules::Rules::new(config).map_err(|e| e.to_string())?;
+    let crate::rules::Rules { config, mapper, policy, headers, .. } = rules;
     let text = std::fs::read_to_string(claims_file)
         .map_err(|e| format!("cannot read claims file {}: {e}", claims_file.display()))?;
     let claims = parse_claims(&text, &mapper).map_err(|e| format!("{}: {e}", claims_file.display()))?;

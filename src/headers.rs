@@ -8,9 +8,36 @@
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, HeaderNames};
+use crate::settings::ConfigError;
 use crate::identity::Identity;
 pub use crate::header_value::{MAX_VALUE_LEN, sanitize};
+
+/// Names of the identity headers sent back to the proxy.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderNames {
+    pub user: String,
+    pub email: String,
+    pub name: String,
+    pub groups: String,
+    pub role: String,
+    pub subject: String,
+    pub groups_separator: String,
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        HeaderNames {
+            user: "Remote-User".into(),
+            email: "Remote-Email".into(),
+            name: "Remote-Name".into(),
+            groups: "Remote-Groups".into(),
+            role: "Remote-Role".into(),
+            subject: "Remote-Subject".into(),
+            groups_separator: ",".into(),
+        }
+    }
+}
 
 /// Where an upstream credential's value comes from: never inline, so it is
 /// never printed with the configuration.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::claims::Claims;
 use crate::claims::{self, ClaimPaths, ClaimSource};
-use crate::config::{Config, ConfigError};
+use crate::settings::ConfigError;
 use crate::expr::{Expr, Scope, Vars};
 use crate::names::{self, GroupPaths};
 
@@ -196,8 +196,7 @@ pub struct Mapper {
 
 impl Mapper {
     /// Compiles the rules and expressions; errors name the key at fault.
-    pub fn new(config: &Config) -> Result<Mapper, ConfigError> {
-        let c = &config.identity;
+    pub fn new(c: &IdentityConfig, role_map_entries: &[RoleMapEntry]) -> Result<Mapper, ConfigError> {
         if c.username_claims.is_empty() {
             return Err(ConfigError::invalid("identity.username_claims", "must name at least one claim"));
         }
@@ -258,7 +257,7 @@ impl Mapper {
         }
 
         let mut role_map = Vec::new();
-        for (i, e) in config.role_map.iter().enumerate() {
+        for (i, e) in role_map_entries.iter().enumerate() {
             let key = format!("role_map[{i}]");
             let m = match (&e.group, &e.app_role, &e.directory_role) {
                 (Some(g), None, None) => RoleMatch::Group(names::normalize_group(g, gp)),

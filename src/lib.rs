@@ -26,8 +26,10 @@ pub mod policy;
 pub mod redirect;
 pub mod refresh;
 pub mod request;
+pub mod rules;
 pub mod server;
 pub mod session;
+pub mod settings;
 pub mod view;
 
 pub use config::Config;

@@ -68,8 +68,10 @@ struct Who {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
-        Command::CheckConfig => match Config::load(cli.config.as_deref()) {
-            Ok(config) => {
+        // The rules are compiled as the service compiles them, so their
+        // errors show here too.
+        Command::CheckConfig => match Config::load(cli.config.as_deref()).and_then(portcullis::rules::Rules::new) {
+            Ok(portcullis::rules::Rules { config, .. }) => {
                 println!("{}", serde_json::to_string_pretty(&config.redacted()).expect("JSON"));
                 for warning in config.warnings() {
                     eprintln!("warning: {warning}");
@@ -115,7 +117,7 @@ fn sessions(path: Option<PathBuf>, action: SessionsAction) -> ExitCode {
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(async {
-        let store = match open_store(&config) {
+        let store = match open_store(&config.session) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("portcullis: {e}");

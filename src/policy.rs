@@ -25,7 +25,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ConfigError};
+use crate::settings::ConfigError;
 use crate::expr::{Expr, Scope, Vars};
 use crate::claims::StoredClaims;
 use crate::identity::Identity;
@@ -147,10 +147,9 @@ pub struct Policy {
 
 impl Policy {
     /// Compiles `[[policy]]`; errors name the key at fault.
-    pub fn new(config: &Config) -> Result<Policy, ConfigError> {
-        let gp = config.identity.group_paths;
+    pub fn new(default: DefaultPolicy, policy: &[PolicyRule], gp: GroupPaths) -> Result<Policy, ConfigError> {
         let mut rules = Vec::new();
-        for (i, r) in config.policy.iter().enumerate() {
+        for (i, r) in policy.iter().enumerate() {
             let key = format!("policy[{i}]");
             let has_requirements = !(r.groups.is_empty()
                 && r.roles.is_empty()
@@ -197,7 +196,7 @@ impl Policy {
             });
         }
         let reads_claims = rules.iter().any(|r| r.expr.as_ref().is_some_and(Expr::reads_claims));
-        Ok(Policy { rules, default: config.default_policy, group_paths: gp, reads_claims })
+        Ok(Policy { rules, default, group_paths: gp, reads_claims })
     }
 
     /// The index and action of the first rule matching this request.

@@ -283,8 +283,8 @@ mod tests {
     async fn idle_sessions_end_and_active_ones_are_touched() {
         let config = config("idle_timeout = \"30m\"");
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(10));
-        let oidc = Oidc::new(&config);
-        let mapper = Mapper::new(&config).unwrap();
+        let oidc = Oidc::new(&config.oidc, &config.callback_url(), false);
+        let mapper = Mapper::new(&config.identity, &config.role_map).unwrap();
         let graph = crate::graph::Graph::new(&config).unwrap();
         let waits = Waits::new(&config.session);
         let upkeep = Upkeep { store: &store, oidc: &oidc, mapper: &mapper, keep_claims: false, graph: &graph, config: &config.session, waits: &waits };

@@ -25,12 +25,11 @@ use url::Url;
 
 use crate::claims::StoredClaims;
 use crate::config::Config;
-use crate::headers::IdentityHeaders;
-use crate::identity::{Identity, Mapper};
+use crate::identity::Identity;
 use crate::deadline::{self, Activity};
 use crate::metrics::Outcome;
 use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
-use crate::policy::{Action, Decision, Policy};
+use crate::policy::{Action, Decision};
 use crate::view::RequestView;
 use crate::redirect::Redirects;
 use crate::request::{Flavor, Original, client_ip, cookie_pairs, cookies, original_method, original_url, request_base, wants_html};
@@ -77,28 +76,22 @@ pub struct App {
 /// The settings a reload replaces without a restart: identity rules,
 /// policy and headers, compiled from one configuration.
 pub struct Rules {
-    /// The configuration they were compiled from.
-    config: Config,
-    mapper: Mapper,
-    policy: Policy,
-    headers: IdentityHeaders,
+    compiled: crate::rules::Rules,
+    /// The upstream credentials, read.
     upstream: crate::headers::UpstreamHeaders,
-    /// Sessions keep their claims (a policy expression or `debug_explain`
-    /// reads them); otherwise they keep none.
-    keep_claims: bool,
+}
+
+impl std::ops::Deref for Rules {
+    type Target = crate::rules::Rules;
+    fn deref(&self) -> &crate::rules::Rules {
+        &self.compiled
+    }
 }
 
 impl Rules {
     fn new(config: Config) -> Result<Rules, crate::config::ConfigError> {
-        let policy = Policy::new(&config)?;
-        Ok(Rules {
-            keep_claims: policy.reads_claims() || config.debug_explain,
-            mapper: Mapper::new(&config)?,
-            policy,
-            headers: IdentityHeaders::new(&config.headers)?,
-            upstream: crate::headers::UpstreamHeaders::load(&config.upstream_headers)?,
-            config,
-        })
+        let upstream = crate::headers::UpstreamHeaders::load(&config.upstream_headers)?;
+        Ok(Rules { compiled: crate::rules::Rules::new(config)?, upstream })
     }
 }
 
@@ -106,7 +99,7 @@ impl App {
     /// Builds the service from a validated configuration and starts
     /// provider discovery in the background.
     pub fn new(config: Config) -> Result<Arc<App>, StartError> {
-        let store = crate::session::open_store(&config)?;
+        let store = crate::session::open_store(&config.session)?;
         Self::with_store(config, store)
     }
 
@@ -117,7 +110,7 @@ impl App {
                 "no session.keys configured: generated a random key; sessions end when portcullis restarts"
             );
         }
-        let oidc = Oidc::new(&config);
+        let oidc = Oidc::new(&config.oidc, &config.callback_url(), config.identity.claim_sources.contains(&crate::claims::ClaimSource::AccessToken));
         oidc.discover_in_background();
         let login_cookie_path = config.endpoint_url("/oauth2/").path().to_string();
         Ok(Arc::new(App {

@@ -638,7 +638,7 @@ fn mapper(required_groups: Vec<String>, paths: GroupPaths) -> Result<Mapper, Str
     .map_err(|e| e.to_string())?;
     config.identity.required_groups = required_groups;
     config.identity.group_paths = paths;
-    Mapper::new(&config).map_err(|e| e.to_string())
+    Mapper::new(&config.identity, &config.role_map).map_err(|e| e.to_string())
 }
 
 fn signs_in(m: &Mapper, groups: &[&str]) -> bool {
@@ -749,7 +749,7 @@ fn shipped_policy() -> portcullis::policy::Policy {
         .get_or_init(|| {
             let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/portcullis.toml")).unwrap();
             let config = portcullis::Config::from_toml_str(&text).unwrap();
-            portcullis::policy::Policy::new(&config).unwrap()
+            portcullis::rules::Rules::new(config).unwrap().policy
         })
         .clone()
 }

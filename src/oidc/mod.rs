@@ -14,6 +14,8 @@
 //! with `oidc.client_auth = "private_key_jwt"` with a fresh client
 //! assertion signed by its key ([`crate::assertion`]) and no secret.
 
+pub mod config;
+
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -32,7 +34,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::Config;
+use config::OidcConfig;
 use crate::claims::Claims;
 use crate::clock::unix_now;
 
@@ -149,7 +151,9 @@ pub struct Oidc {
 
 impl Oidc {
     /// Prepares the client; call [`Oidc::discover_in_background`] next.
-    pub fn new(config: &Config) -> Arc<Oidc> {
+    /// For `[oidc]`, with `redirect_url` the callback registered at the
+    /// provider; `read_access_token`: claims are read from access tokens.
+    pub fn new(config: &OidcConfig, redirect_url: &url::Url, read_access_token: bool) -> Arc<Oidc> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
@@ -158,14 +162,14 @@ impl Oidc {
             .build()
             .expect("HTTP client with static settings");
         Arc::new(Oidc {
-            issuer: config.oidc.issuer.clone(),
-            client_id: config.oidc.client_id.clone(),
-            client_secret: config.oidc.client_secret.clone(),
-            client_key: config.oidc.client_key.clone(),
-            scopes: config.oidc.scopes.clone(),
-            leeway: config.oidc.leeway,
-            read_access_token: config.identity.claim_sources.contains(&crate::claims::ClaimSource::AccessToken),
-            redirect_url: config.callback_url().to_string(),
+            issuer: config.issuer.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            client_key: config.client_key.clone(),
+            scopes: config.scopes.clone(),
+            leeway: config.leeway,
+            read_access_token,
+            redirect_url: redirect_url.to_string(),
             http: LimitedHttp(http),
             provider: RwLock::new(None),
             not_ready_reason: Mutex::new("discovery has not completed yet".into()),

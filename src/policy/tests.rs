@@ -58,7 +58,7 @@ users = ["alice"]
 "#;
 
 fn policy(toml: &str) -> Policy {
-    Policy::new(&Config::from_toml_str(&with_base(toml)).unwrap()).unwrap()
+    crate::rules::Rules::new(crate::Config::from_toml_str(&with_base(toml)).unwrap()).unwrap().policy
 }
 
 /// The request as verify builds it from the original URL.
@@ -276,7 +276,7 @@ fn start_up_errors_name_the_key() {
         ("[[policy]]\naction = \"maybe\"", "policy"),
     ];
     for (toml, key) in cases {
-        let err = Config::from_toml_str(&with_base(toml)).unwrap_err().to_string();
+        let err = crate::Config::from_toml_str(&with_base(toml)).and_then(crate::rules::Rules::new).err().unwrap().to_string();
         assert!(err.contains(key), "{toml}\n=> {err}");
     }
 }

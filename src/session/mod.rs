@@ -8,6 +8,7 @@
 //! default) and [`redis::RedisStore`].
 
 pub mod cached;
+pub mod config;
 pub mod cookie;
 pub mod memory;
 pub mod redis;
@@ -107,7 +108,7 @@ pub struct MemoryBound {
 }
 
 impl MemoryBound {
-    pub fn new(config: &crate::config::SessionConfig) -> MemoryBound {
+    pub fn new(config: &config::SessionConfig) -> MemoryBound {
         MemoryBound { max_sessions: config.memory_max_sessions, max_bytes: config.memory_max_bytes }
     }
 
@@ -296,18 +297,19 @@ pub trait SessionStore: Send + Sync + 'static {
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Opens the store the configuration names.
-pub fn open_store(config: &crate::config::Config) -> Result<Arc<dyn SessionStore>, StoreError> {
-    Ok(match config.session.store {
-        crate::config::StoreKind::Memory => Arc::new(memory::MemoryStore::bounded(MemoryBound::new(&config.session))),
-        crate::config::StoreKind::Redis => {
+/// The store `[session]` names.
+pub fn open_store(config: &config::SessionConfig) -> Result<Arc<dyn SessionStore>, StoreError> {
+    Ok(match config.store {
+        config::StoreKind::Memory => Arc::new(memory::MemoryStore::bounded(MemoryBound::new(config))),
+        config::StoreKind::Redis => {
             let redis: Arc<dyn SessionStore> = Arc::new(redis::RedisStore::new(&redis::RedisOptions {
-                urls: config.session.redis_urls.iter().map(|s| s.expose().to_string()).collect(),
-                ca_file: config.session.redis_ca_file.clone(),
+                urls: config.redis_urls.iter().map(|s| s.expose().to_string()).collect(),
+                ca_file: config.redis_ca_file.clone(),
                 timeout: REDIS_TIMEOUT,
-                index_ttl: config.session.ttl,
+                index_ttl: config.ttl,
             })?);
-            match config.session.cache_ttl {
-                Some(ttl) => Arc::new(cached::CachedStore::bounded(redis, ttl, MemoryBound::new(&config.session))),
+            match config.cache_ttl {
+                Some(ttl) => Arc::new(cached::CachedStore::bounded(redis, ttl, MemoryBound::new(config))),
                 None => redis,
             }
         }
