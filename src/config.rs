@@ -200,21 +200,7 @@ impl Config {
         }
 
         let headers = raw.headers;
-        for (key, value) in [
-            ("headers.user", &headers.user),
-            ("headers.email", &headers.email),
-            ("headers.name", &headers.name),
-            ("headers.groups", &headers.groups),
-            ("headers.role", &headers.role),
-            ("headers.subject", &headers.subject),
-        ] {
-            if hyper::header::HeaderName::from_bytes(value.as_bytes()).is_err() {
-                return Err(ConfigError::invalid(key, format!("`{value}` is not a valid header name")));
-            }
-        }
-        if headers.groups_separator.is_empty() || headers.groups_separator.chars().any(|c| c.is_control()) {
-            return Err(ConfigError::invalid("headers.groups_separator", "must be non-empty printable text"));
-        }
+        crate::headers::IdentityHeaders::new(&headers)?;
 
         if let Some(level) = &raw.log_level {
             if tracing_subscriber::EnvFilter::try_new(level).is_err() {

@@ -81,12 +81,10 @@ impl Explainer<'_> {
     fn headers_for(&self, identity: &Identity) -> Vec<(String, String)> {
         let mut map = HeaderMap::new();
         self.headers.write(identity, &mut map);
-        let n = &self.config.headers;
-        let mut out: Vec<(String, String)> = [&n.user, &n.email, &n.name, &n.groups, &n.role, &n.subject]
-            .into_iter()
-            .map(|name| {
-                let value = map.get(name.as_str()).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-                (name.clone(), value.unwrap_or_default())
+        let mut out: Vec<(String, String)> = (self.config.headers.all().into_iter())
+            .map(|(_, name)| {
+                let value = map.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                (name.to_string(), value.unwrap_or_default())
             })
             .collect();
         for (name, source) in self.config.upstream_headers.get(identity.user()).into_iter().flatten() {

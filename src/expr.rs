@@ -17,7 +17,7 @@ use cel::{Context, Env, ExecutionError, Program};
 use serde_json::json;
 
 use crate::claims::Claims;
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 use crate::view::RequestView;
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));

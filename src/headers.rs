@@ -60,19 +60,37 @@ pub struct IdentityHeaders {
     separator: String,
 }
 
+impl HeaderNames {
+    /// The six identity headers, in the order portcullis lists them: each
+    /// with its configuration key (`headers.user`) and its name.
+    pub fn all(&self) -> [(&'static str, &str); 6] {
+        [
+            ("headers.user", &self.user),
+            ("headers.email", &self.email),
+            ("headers.name", &self.name),
+            ("headers.groups", &self.groups),
+            ("headers.role", &self.role),
+            ("headers.subject", &self.subject),
+        ]
+    }
+}
+
 impl IdentityHeaders {
+    /// Parses `[headers]`; errors name the key.
     pub fn new(names: &HeaderNames) -> Result<IdentityHeaders, ConfigError> {
-        let parse = |key: &str, v: &str| {
-            HeaderName::from_bytes(v.as_bytes())
-                .map_err(|_| ConfigError::invalid(format!("headers.{key}"), format!("`{v}` is not a valid header name")))
-        };
+        let [user, email, name, groups, role, subject] = names.all().map(|(key, v)| {
+            HeaderName::from_bytes(v.as_bytes()).map_err(|_| ConfigError::invalid(key, format!("`{v}` is not a valid header name")))
+        });
+        if names.groups_separator.is_empty() || names.groups_separator.chars().any(|c| c.is_control()) {
+            return Err(ConfigError::invalid("headers.groups_separator", "must be non-empty printable text"));
+        }
         Ok(IdentityHeaders {
-            user: parse("user", &names.user)?,
-            email: parse("email", &names.email)?,
-            name: parse("name", &names.name)?,
-            groups: parse("groups", &names.groups)?,
-            role: parse("role", &names.role)?,
-            subject: parse("subject", &names.subject)?,
+            user: user?,
+            email: email?,
+            name: name?,
+            groups: groups?,
+            role: role?,
+            subject: subject?,
             separator: names.groups_separator.clone(),
         })
     }

@@ -7,6 +7,9 @@
 //! [`policy`] → [`headers`]; [`explain`] shows that
 //! flow for given claims without anyone logging in.
 
+// Tests set environment variables, which is unsafe in edition 2024.
+#![cfg_attr(not(test), forbid(unsafe_code))]
+
 pub mod assertion;
 pub mod claims;
 pub mod clock;

@@ -1,6 +1,8 @@
 //! The `portcullis` command: serve, check a configuration, explain what
 //! portcullis would do with given claims, or manage sessions.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::claims::{Claims, StoredClaims};
-use crate::config::SessionConfig;
+use crate::session::config::SessionConfig;
 use crate::identity::Mapper;
 use crate::oidc::{Oidc, OidcError};
 use crate::session::{Session, SessionStore, StoreError, StoreKey, unix_now};

@@ -136,7 +136,7 @@ struct Provider {
 pub struct Oidc {
     issuer: String,
     client_id: String,
-    client_secret: crate::config::Secret,
+    client_secret: crate::settings::Secret,
     /// `private_key_jwt`: signs a client assertion for each token request.
     client_key: Option<Arc<crate::assertion::ClientKey>>,
     scopes: Vec<String>,
