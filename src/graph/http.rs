@@ -62,7 +62,7 @@ impl Graph {
         let mut groups = Vec::new();
         let mut seen = HashSet::new();
         for _ in 0..MAX_PAGES {
-            let page = self.get_json(&url, token, DURING, deadline).await?;
+            let page = self.call_json(&url, token, None, DURING, deadline).await?;
             let items = page
                 .get("value")
                 .and_then(Value::as_array)
@@ -113,7 +113,7 @@ impl Graph {
                     })
                     .collect();
                 let body = json!({ "requests": requests });
-                let answer = self.post_json(&url, token, &body, DURING, deadline).await?;
+                let answer = self.call_json(&url, token, Some(&body), DURING, deadline).await?;
                 let responses = answer.get("responses").and_then(Value::as_array).ok_or_else(|| {
                     GraphError::Invalid { during: DURING, reason: "the $batch answer has no `responses`".into() }
                 })?;
@@ -196,38 +196,25 @@ impl Graph {
         Ok(url)
     }
 
-    async fn get_json(
+    /// GETs `url`, or POSTs `body` to it as JSON, with the token; the
+    /// answer's JSON, or Graph's failure told apart.
+    async fn call_json(
         &self,
         url: &Url,
         token: &Token,
+        body: Option<&Value>,
         during: &'static str,
         deadline: Instant,
     ) -> Result<Value, GraphError> {
         let response = self
             .send(during, deadline, || {
-                self.http.get(url.clone()).bearer_auth(&token.0).header(ACCEPT, "application/json")
+                let request = match body {
+                    Some(body) => self.http.post(url.clone()).json(body),
+                    None => self.http.get(url.clone()),
+                };
+                request.bearer_auth(&token.0).header(ACCEPT, "application/json")
             })
             .await?;
-        self.graph_answer(response, during).await
-    }
-
-    async fn post_json(
-        &self,
-        url: &Url,
-        token: &Token,
-        body: &Value,
-        during: &'static str,
-        deadline: Instant,
-    ) -> Result<Value, GraphError> {
-        let response = self
-            .send(during, deadline, || {
-                self.http.post(url.clone()).bearer_auth(&token.0).header(ACCEPT, "application/json").json(body)
-            })
-            .await?;
-        self.graph_answer(response, during).await
-    }
-
-    async fn graph_answer(&self, response: reqwest::Response, during: &'static str) -> Result<Value, GraphError> {
         let status = response.status();
         if status.is_success() {
             return read_json(response, during).await;

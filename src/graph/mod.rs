@@ -27,8 +27,8 @@
 //! [`Resolved::membership_known`] is false. Neither errors nor logs ever
 //! contain a token or a secret.
 //!
-//! The concerns live apart: [`config`] (the `[graph]` table, tenants),
-//! [`groups`] (the result types and how groups compare), [`error`] (what a
+//! The concerns live apart: `config` (the `[graph]` table, tenants),
+//! `groups` (the result types and how groups compare), `error` (what a
 //! failure means and what to do about it), `token` (tokens for the three
 //! modes and their caches), `http` (requests with retry, paging and
 //! `$batch`). This file holds the client and what it answers.
