@@ -224,7 +224,7 @@ impl Graph {
     pub fn token_groups(&self, claims: &Claims) -> Resolved {
         let mut groups = Vec::new();
         let mut seen = HashSet::new();
-        for id in claims::values(claims.get(GROUPS_CLAIM)).into_iter().filter(|id| !id.is_empty()) {
+        for id in claims::values(claims::lookup(claims, GROUPS_CLAIM)).into_iter().filter(|id| !id.is_empty()) {
             if seen.insert(group_key(&id)) {
                 let name = self.cached_name(&id).flatten();
                 groups.push(Group { id, name });
