@@ -68,7 +68,7 @@ pub enum GroupsHeader {
 
 /// The `[graph]` table.
 ///
-/// After [`GraphConfig::validate`] (run by [`Config::validate`]) the
+/// After [`GraphConfig::validate`] (run by [`crate::Config::validate`]) the
 /// optional keys hold their effective values: `tenant` taken from the
 /// issuer, `client_id` and `client_secret` from `[oidc]`, and a
 /// `client_secret_file` read into `client_secret`. `client_secret` stays
