@@ -248,7 +248,13 @@ fn decode_part(part: &str) -> Option<Claims> {
 }
 
 /// True when the token says groups were left out because there are too
-/// many (Entra ID's group overage): `_claim_names.groups`, or `hasgroups`.
+/// many (Entra ID's group overage): Entra then puts `_claim_names.groups`
+/// (pointing into `_claim_sources`, whose deprecated Azure AD Graph URL is
+/// never called) or `hasgroups: true` in place of the `groups` claim. A
+/// `_claim_names` entry for one of `groups_paths` counts too, and so does
+/// an entry of any value: a token that says its groups live elsewhere is
+/// read as incomplete. The one reading of overage, for identity mapping
+/// and for [`crate::graph`].
 pub fn group_overage(claims: &Claims, groups_paths: &[String]) -> bool {
     let named = match claims.get("_claim_names") {
         Some(Value::Object(names)) => names.contains_key("groups") || groups_paths.iter().any(|p| names.contains_key(p)),
@@ -358,5 +364,23 @@ mod tests {
         for (claims, want) in cases {
             assert_eq!(group_overage(&obj(claims.clone()), &groups), want, "{claims}");
         }
+    }
+
+    #[test]
+    fn entra_overage_shapes_are_detected() {
+        let overage = |v: Value| group_overage(&obj(v), &[]);
+        // The JWT shape Entra documents for overage: a pointer, no `groups`.
+        assert!(overage(json!({
+            "_claim_names": {"groups": "src1"},
+            "_claim_sources": {"src1": {"endpoint": "https://graph.windows.net/t/users/u/getMemberObjects"}}
+        })));
+        assert!(overage(json!({"hasgroups": true})));
+        assert!(!overage(json!({"hasgroups": false, "groups": ["a"]})));
+        assert!(!overage(json!({"groups": ["0b6f6a4e-3c1d-4f43-9a4b-4e1f0a2c9d11"]})));
+        // Another distributed claim is not a groups overage.
+        assert!(!overage(json!({
+            "_claim_names": {"address": "src1"},
+            "_claim_sources": {"src1": {"endpoint": "https://example.com/address"}}
+        })));
     }
 }
