@@ -285,7 +285,7 @@ mod tests {
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(10));
         let oidc = Oidc::new(&config.oidc, &config.callback_url(), false);
         let mapper = Mapper::new(&config.identity, &config.role_map).unwrap();
-        let graph = crate::graph::Graph::new(&config).unwrap();
+        let graph = crate::graph::Graph::new(&config.graph, &config.oidc).unwrap();
         let waits = Waits::new(&config.session);
         let upkeep = Upkeep { store: &store, oidc: &oidc, mapper: &mapper, keep_claims: false, graph: &graph, config: &config.session, waits: &waits };
         let now = unix_now();

@@ -115,7 +115,7 @@ impl App {
         let login_cookie_path = config.endpoint_url("/oauth2/").path().to_string();
         Ok(Arc::new(App {
             sealer: Sealer::new(&config.session.keys),
-            graph: crate::graph::Graph::new(&config)?,
+            graph: crate::graph::Graph::new(&config.graph, &config.oidc)?,
             rules: arc_swap::ArcSwap::from_pointee(Rules::new(config.clone())?),
             redirects: Redirects::new(config.allowed_redirect_domains.clone()),
             trusted: crate::peers::TrustedProxies::new(config.trusted_proxies.clone()),

@@ -231,7 +231,8 @@ async fn no_overage_and_no_guids_makes_no_call() {
 
     // Switched off, Graph is never asked, and an overage stays unknown.
     let toml = entra.toml("").replace("enabled = true", "enabled = false");
-    let graph = portcullis::graph::Graph::new(&portcullis::Config::from_toml_str(&toml).unwrap()).unwrap();
+    let config = portcullis::Config::from_toml_str(&toml).unwrap();
+    let graph = portcullis::graph::Graph::new(&config.graph, &config.oidc).unwrap();
     let r = graph.resolve(&overage_claims(OID), Some(USER_TOKEN)).await.unwrap();
     assert!(r.groups.is_empty() && !r.membership_known());
 }
@@ -654,7 +655,7 @@ fn certificate_graph(entra: &Entra, graph: &str) -> portcullis::graph::Graph {
     let toml = entra.toml(graph).replace(&format!("client_secret = \"{CLIENT_SECRET}\""), &private_key_jwt_toml());
     assert!(!toml.contains(CLIENT_SECRET));
     let config = portcullis::Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("config: {e}"));
-    portcullis::graph::Graph::new(&config).unwrap()
+    portcullis::graph::Graph::new(&config.graph, &config.oidc).unwrap()
 }
 
 #[tokio::test]

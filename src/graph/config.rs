@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::{ConfigError, HumanDuration, OidcConfig, Secret};
+use crate::oidc::config::OidcConfig;
+use crate::settings::{ConfigError, HumanDuration, Secret};
 
 use super::groups::is_guid;
 
@@ -181,7 +182,7 @@ impl GraphConfig {
         self.client_id = Some(
             self.client_id.as_deref().map(str::trim).filter(|c| !c.is_empty()).unwrap_or(&oidc.client_id).to_string(),
         );
-        let secret = crate::config::read_secret(
+        let secret = crate::settings::read_secret(
             "graph.client_secret",
             self.client_secret.take(),
             self.client_secret_file.as_deref(),
@@ -281,7 +282,7 @@ mod tests {
         assert_eq!(g.client_id.as_deref(), Some("app-id"));
         assert_eq!(g.client_secret.as_ref().unwrap().expose(), "oidc-secret-1");
 
-        let graph = Graph::new(&c).unwrap();
+        let graph = Graph::new(&c.graph, &c.oidc).unwrap();
         assert_eq!(graph.scope, "https://graph.microsoft.com/.default");
         assert_eq!(
             graph.token_url.as_ref().unwrap().as_str(),

@@ -48,7 +48,8 @@ use serde_json::Value;
 use url::Url;
 
 use crate::claims::{self, Claims};
-use crate::config::{Config, ConfigError};
+use crate::oidc::config::OidcConfig;
+use crate::settings::ConfigError;
 
 pub use config::{GraphConfig, GroupsHeader, Mode, Trigger, tenant_from_issuer};
 pub use error::GraphError;
@@ -113,8 +114,7 @@ impl Stage {
 
 impl Graph {
     /// Builds the client from the validated configuration.
-    pub fn new(config: &Config) -> Result<Graph, ConfigError> {
-        let g = &config.graph;
+    pub fn new(g: &GraphConfig, oidc: &OidcConfig) -> Result<Graph, ConfigError> {
         let graph_url = base_url("graph.graph_url", &g.graph_url, true)?;
         let authority = base_url("graph.authority", &g.authority, true)?;
         let token_url = match &g.tenant {
@@ -149,16 +149,16 @@ impl Graph {
             enabled: g.enabled,
             mode: g.mode,
             trigger: g.trigger,
-            client_id: g.client_id.clone().unwrap_or_else(|| config.oidc.client_id.clone()),
-            credential: match (&g.client_secret, &config.oidc.client_key) {
+            client_id: g.client_id.clone().unwrap_or_else(|| oidc.client_id.clone()),
+            credential: match (&g.client_secret, &oidc.client_key) {
                 (Some(secret), _) if !secret.is_empty() => Credential::Secret(secret.clone()),
                 (_, Some(key)) => Credential::Key(key.clone()),
-                _ => Credential::Secret(config.oidc.client_secret.clone()),
+                _ => Credential::Secret(oidc.client_secret.clone()),
             },
             timeout: g.timeout.0,
             token_url,
             directory_id: if g.mode == Mode::ClientCredentials {
-                directory_id(g.tenant.as_deref(), &config.oidc.issuer)
+                directory_id(g.tenant.as_deref(), &oidc.issuer)
             } else {
                 None
             },

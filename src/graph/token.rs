@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::config::Secret;
+use crate::settings::Secret;
 
 use super::error::{shorten, token_hint};
 use super::http::read_json;

@@ -173,7 +173,10 @@ graph_url = "{uri}"
     }
 
     pub fn graph(&self, graph: &str) -> Graph {
-        Graph::new(&self.config(graph)).unwrap_or_else(|e| panic!("Graph::new: {e}"))
+        {
+            let config = self.config(graph);
+            Graph::new(&config.graph, &config.oidc).unwrap_or_else(|e| panic!("Graph::new: {e}"))
+        }
     }
 
     /// The token endpoint's path for the test tenant.
