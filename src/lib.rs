@@ -22,10 +22,10 @@ pub mod oidc;
 pub mod peers;
 pub mod policy;
 pub mod redirect;
-pub mod refresh;
 pub mod request;
 pub mod server;
 pub mod session;
+pub mod upkeep;
 pub mod view;
 
 pub use config::Config;

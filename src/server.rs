@@ -71,7 +71,7 @@ pub struct App {
     login_cookie_path: String,
     /// Who may ask the verify endpoints.
     trusted: crate::peers::TrustedProxies,
-    refresh_waits: crate::refresh::Waits,
+    refresh_waits: crate::upkeep::Waits,
 }
 
 /// The settings a reload replaces without a restart: identity rules,
@@ -129,15 +129,15 @@ impl App {
             store,
             oidc,
             login_cookie_path,
-            refresh_waits: crate::refresh::Waits::new(&config.session),
+            refresh_waits: crate::upkeep::Waits::new(&config.session),
             config,
         }))
     }
 }
 
 impl App {
-    fn upkeep<'a>(&'a self, rules: &'a Rules) -> crate::refresh::Upkeep<'a> {
-        crate::refresh::Upkeep {
+    fn upkeep<'a>(&'a self, rules: &'a Rules) -> crate::upkeep::Upkeep<'a> {
+        crate::upkeep::Upkeep {
             store: &self.store,
             oidc: &self.oidc,
             mapper: &rules.mapper,

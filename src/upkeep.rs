@@ -1,5 +1,6 @@
-//! Keeping a session current while it is used: idle timeout, "last seen",
-//! and renewing tokens and identity with the refresh token.
+//! A session's upkeep ([`Upkeep`]), keeping it current while it is used:
+//! idle timeout, "last seen", and renewing tokens and identity with the
+//! refresh token.
 //!
 //! Called on the verify path after the one store read. Most verifies do
 //! nothing here. A refresh happens when the access token nears its expiry
