@@ -382,14 +382,7 @@ async fn verify_inner(
         if app.store.delete(&loaded.key).await.is_err() {
             return unavailable();
         }
-        tracing::info!(
-            event = "session_ended",
-            reason = "the policy now reads claims this session did not keep",
-            user = %session.identity.user(),
-            subject = %session.identity.subject(),
-            "session ended"
-        );
-        crate::metrics::get().session_ended("reconfigured");
+        crate::session::ended::reconfigured(&session.identity);
         return (signed_out(app, req, flavor, &original), Outcome::Unauthenticated);
     }
     match rules.policy.decide_matched(matched, &info, &session.identity, &session.claims) {
@@ -689,10 +682,7 @@ async fn callback_inner(
     let max = app.config.session.max_sessions_per_user as usize;
     match crate::session::end_oldest_beyond(&*app.store, identity.subject(), &key, max).await {
         Ok(ended) => {
-            for s in ended {
-                tracing::info!(event = "session_ended", reason = "too many sessions of one person", user = %s.identity.user(), subject = %s.identity.subject(), "session ended");
-                crate::metrics::get().session_ended("too_many");
-            }
+            ended.iter().for_each(|s| crate::session::ended::too_many(&s.identity));
         }
         Err(e) => tracing::warn!(error = %e, subject = %identity.subject(), "older sessions of this person could not be counted"),
     }
@@ -785,8 +775,7 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
             add_cookie(&mut r, &clear);
             return r;
         }
-        tracing::info!(event = "logout", user = %session.identity.user(), subject = %session.identity.subject(), "logout");
-        crate::metrics::get().session_ended("logout");
+        crate::session::ended::logout(&session.identity);
         id_token = session.id_token.as_deref().map(str::to_string).or_else(|| logout_hint(app, req.headers(), &key));
     }
     let post_logout = rd.clone().unwrap_or_else(|| app.config.endpoint_url("/"));
@@ -860,8 +849,7 @@ async fn backchannel_logout(app: &App, req: Request<Incoming>) -> Response<Body>
             }
             app.store.delete(&key).await?;
             ended += 1;
-            tracing::info!(event = "backchannel_logout", user = %session.identity.user(), subject = %session.identity.subject(), "session ended by the identity provider");
-            crate::metrics::get().session_ended("backchannel");
+            crate::session::ended::backchannel(&session.identity);
         }
         Ok::<_, StoreError>(ended)
     }

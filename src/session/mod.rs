@@ -9,6 +9,7 @@
 
 pub mod cached;
 pub mod cookie;
+pub mod ended;
 pub mod memory;
 pub mod redis;
 
