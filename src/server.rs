@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::headers::IdentityHeaders;
 use crate::identity::{Identity, Mapper};
 use crate::deadline::{self, Activity};
-use crate::metrics::Outcome;
+use crate::metrics::{Endpoint, Outcome};
 use crate::oidc::{LOGIN_TIMEOUT, LoginAttempt, Oidc, OidcError};
 use crate::policy::{Action, Decision, Policy};
 use crate::view::RequestView;
@@ -331,8 +331,8 @@ async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor, peer: Socket
     let started = std::time::Instant::now();
     let (response, outcome) = verify_inner(app, req, flavor, peer).await;
     let endpoint = match flavor {
-        Flavor::Nginx => 0,
-        Flavor::Forward => 1,
+        Flavor::Nginx => Endpoint::Nginx,
+        Flavor::Forward => Endpoint::Forward,
     };
     crate::metrics::get().verify(endpoint, outcome, started.elapsed());
     response
