@@ -27,12 +27,12 @@ pub mod oidc;
 pub mod peers;
 pub mod policy;
 pub mod redirect;
-pub mod refresh;
 pub mod request;
 pub mod rules;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod upkeep;
 pub mod view;
 
 pub use config::Config;

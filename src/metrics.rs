@@ -19,10 +19,19 @@ use prometheus_client::registry::Registry;
 /// A label set of fixed names and static values.
 type Labels<const N: usize> = [(&'static str, &'static str); N];
 
-/// Verify endpoints, in the order of [`Metrics::verify`]'s first index.
+/// Verify endpoints' labels, indexed by [`Endpoint`].
 pub const ENDPOINTS: [&str; 2] = ["nginx", "forward"];
-/// Verify outcomes, in the order of its second index (see [`Outcome`]).
+/// Verify outcomes' labels, indexed by [`Outcome`].
 pub const OUTCOMES: [&str; 6] = ["allow", "bypass", "unauthenticated", "deny", "bad_request", "error"];
+
+/// Which verify endpoint answered; its value indexes [`ENDPOINTS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/auth/nginx`
+    Nginx = 0,
+    /// `/auth/forward`
+    Forward = 1,
+}
 
 /// How a verify ended; its value indexes [`OUTCOMES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +71,9 @@ pub struct Metrics {
     /// `result` (`hit`, `miss`).
     pub cache: Family<Labels<2>, Counter>,
     pub sessions_created: Counter,
-    /// Sessions ended by `reason` (`logout`, `idle`, `refresh_refused`,
-    /// `revoked`, `backchannel`, `too_many`).
+    /// Sessions ended by `reason` (see [`crate::session::ended`]: `logout`,
+    /// `idle`, `refresh_refused`, `no_longer_allowed`, `reconfigured`,
+    /// `backchannel`, `too_many`).
     pub sessions_ended: Family<Labels<1>, Counter>,
 }
 
@@ -119,9 +129,9 @@ impl Metrics {
         out
     }
 
-    /// Counts one verify; `endpoint` indexes [`ENDPOINTS`].
-    pub fn verify(&self, endpoint: usize, outcome: Outcome, took: Duration) {
-        self.verify_by[endpoint][outcome as usize].inc();
+    /// Counts one verify.
+    pub fn verify(&self, endpoint: Endpoint, outcome: Outcome, took: Duration) {
+        self.verify_by[endpoint as usize][outcome as usize].inc();
         self.verify_seconds.observe(took.as_secs_f64());
     }
 

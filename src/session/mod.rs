@@ -10,6 +10,7 @@
 pub mod cached;
 pub mod config;
 pub mod cookie;
+pub mod ended;
 pub mod memory;
 pub mod redis;
 

@@ -1,5 +1,6 @@
-//! Keeping a session current while it is used: idle timeout, "last seen",
-//! and renewing tokens and identity with the refresh token.
+//! A session's upkeep ([`Upkeep`]), keeping it current while it is used:
+//! idle timeout, "last seen", and renewing tokens and identity with the
+//! refresh token.
 //!
 //! Called on the verify path after the one store read. Most verifies do
 //! nothing here. A refresh happens when the access token nears its expiry
@@ -19,10 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::claims::{Claims, StoredClaims};
+use crate::identity::{Identity, Mapper};
 use crate::session::config::SessionConfig;
-use crate::identity::Mapper;
 use crate::oidc::{Oidc, OidcError};
-use crate::session::{Session, SessionStore, StoreError, StoreKey, unix_now};
+use crate::session::{Session, SessionStore, StoreError, StoreKey, ended, unix_now};
 
 /// Longest one instance holds the right to refresh a session (it gives it
 /// back once done); also the pause before trying again after the provider
@@ -72,8 +73,7 @@ impl Upkeep<'_> {
         if let Some(idle) = self.config.idle_timeout {
             if session.last_seen.max(session.created_at) + idle.as_secs() <= now {
                 self.store.delete(key).await?;
-                tracing::info!(event = "session_ended", reason = "idle timeout", user = %session.identity.user(), subject = %session.identity.subject(), "session ended");
-                crate::metrics::get().session_ended("idle");
+                crate::session::ended::idle(&session.identity);
                 return Ok(None);
             }
         }
@@ -171,7 +171,9 @@ impl Upkeep<'_> {
                 crate::metrics::get().refresh("postponed");
                 return Ok(Some(session));
             }
-            Err(e) => return self.end_refused(key, &session, &format!("refresh refused: {e}"), "refresh_refused").await,
+            Err(e) => {
+                return self.end_refused(key, &session, |identity| ended::refresh_refused(identity, &format!("refresh refused: {e}"))).await;
+            }
         };
         let (claims, identity) = if refreshed.id_claims.is_none() && refreshed.userinfo_claims.is_none() {
             (None, session.identity.clone())
@@ -188,7 +190,8 @@ impl Upkeep<'_> {
             match identity {
                 Ok(identity) => (Some(StoredClaims::keep(&claims, self.keep_claims)), crate::session::capped(identity)),
                 Err(refusal) => {
-                    return self.end_refused(key, &session, &format!("no longer allowed: {refusal}"), "no_longer_allowed").await;
+                    let why = format!("no longer allowed: {refusal}");
+                    return self.end_refused(key, &session, |identity| ended::no_longer_allowed(identity, &why)).await;
                 }
             }
         };
@@ -237,14 +240,12 @@ impl Upkeep<'_> {
         &self,
         key: &StoreKey,
         session: &Session,
-        reason: &str,
-        metric: &'static str,
+        ended: impl FnOnce(&Identity),
     ) -> Result<Option<Arc<Session>>, StoreError> {
         self.store.delete(key).await?;
         let _ = self.store.release(&claim_name(key)).await;
-        tracing::info!(event = "session_ended", reason, user = %session.identity.user(), subject = %session.identity.subject(), "session ended");
+        ended(&session.identity);
         crate::metrics::get().refresh("refused");
-        crate::metrics::get().session_ended(metric);
         Ok(None)
     }
 }
