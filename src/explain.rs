@@ -19,7 +19,7 @@ use crate::claims::{self, ClaimSource, StoredClaims};
 use crate::config::Config;
 use crate::headers::{IdentityHeaders, UpstreamHeaderValue};
 use crate::identity::{Claims, Identity, Mapper, Mapping, RoleFrom};
-use crate::policy::{Action, Decision, Policy};
+use crate::policy::{Action, Policy, Verdict};
 use crate::view::RequestView;
 
 /// The parts of a running service an explanation needs.
@@ -50,29 +50,35 @@ impl Explainer<'_> {
     pub fn explain(&self, claims: &Claims, request: Option<&RequestView<'static>>) -> Explanation {
         let mapping = self.mapper.explain(claims);
         let mut notes = mapping.notes.clone();
-        let policy_rule = request.and_then(|r| self.policy.matching_rule(r));
+        let matched = request.map(|r| self.policy.rule_for(r));
+        let policy_rule = matched.and_then(|m| m.0);
         let mut headers = Vec::new();
-        let (allowed, reason) = match (&mapping.result, request) {
-            (_, Some(_)) if matches!(policy_rule, Some((_, Action::Bypass))) => {
-                let i = policy_rule.map(|(i, _)| i).unwrap_or_default();
-                (true, format!("policy[{i}] is a bypass: no sign-in needed, and no identity headers are sent"))
+        let stored = StoredClaims::new(claims);
+        // The same decision as a verify's, for the person these claims make.
+        let who = mapping.result.as_ref().ok().map(|identity| (identity, &stored));
+        let verdict = match (matched, request) {
+            (Some(m), Some(req)) => Some(self.policy.decide(m, req, who, &mut notes)),
+            _ => None,
+        };
+        let (allowed, reason) = match (&mapping.result, verdict) {
+            (_, Some(Verdict::Bypass { rule })) => {
+                (true, format!("policy[{rule}] is a bypass: no sign-in needed, and no identity headers are sent"))
             }
             (Err(refusal), _) => (false, format!("sign-in refused: {}", refusal.reason)),
             (Ok(identity), None) => {
                 headers = self.headers_for(identity);
                 (true, "sign-in succeeds (give a URL to see the policy decision for a request)".to_string())
             }
-            (Ok(identity), Some(req)) => match self.policy.decide_noting(req, identity, &StoredClaims::new(claims), &mut notes) {
-                Decision::Allow { rule } => {
-                    headers = self.headers_for(identity);
-                    let why = match rule {
-                        Some(i) => format!("policy[{i}] allows it: its requirements are met"),
-                        None => "no policy rule matches; default_policy = allow admits any signed-in user".to_string(),
-                    };
-                    (true, why)
-                }
-                Decision::Deny { reason, .. } => (false, reason),
-            },
+            (Ok(identity), Some(Verdict::Allow { rule })) => {
+                headers = self.headers_for(identity);
+                let why = match rule {
+                    Some(i) => format!("policy[{i}] allows it: its requirements are met"),
+                    None => "no policy rule matches; default_policy = allow admits any signed-in user".to_string(),
+                };
+                (true, why)
+            }
+            (Ok(_), Some(Verdict::Deny { reason, .. })) => (false, reason),
+            (Ok(_), Some(Verdict::SignIn)) => unreachable!("a signed-in person is judged"),
         };
         Explanation { mapping, request: request.cloned(), policy_rule, allowed, reason, headers, notes }
     }

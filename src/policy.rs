@@ -80,12 +80,21 @@ pub struct PolicyRule {
     pub expr: Option<String>,
 }
 
-/// The outcome for one request.
+/// What policy says of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub enum Verdict {
+    /// A `bypass` rule: nobody needs to sign in, and no identity is sent.
+    Bypass { rule: usize },
+    /// Only a signed-in person can be judged (asked without one).
+    SignIn,
     Allow { rule: Option<usize> },
     Deny { rule: Option<usize>, reason: String },
 }
+
+/// The rule a request falls under (`None`: `default_policy`), found once
+/// per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Matched(pub Option<(usize, Action)>);
 
 #[derive(Clone, Debug)]
 enum HostPattern {
@@ -232,37 +241,27 @@ impl Policy {
         self.reads_claims
     }
 
-    /// Decides for a signed-in user; expression errors are logged.
-    pub fn decide(&self, req: &RequestView, identity: &Identity, claims: &StoredClaims) -> Decision {
-        self.decide_matched(self.matching_rule(req), req, identity, claims)
+    /// The rule `req` falls under.
+    pub fn rule_for(&self, req: &RequestView) -> Matched {
+        Matched(self.matching_rule(req))
     }
 
-    /// As [`Policy::decide`] with the request's [`Policy::matching_rule`]
-    /// already found (a verify looks for it once, for bypasses first).
-    pub fn decide_matched(
+    /// The one decision, for the verify endpoints and `explain` alike: for
+    /// the request `req` (under `matched`, its [`Policy::rule_for`]) and
+    /// `who` asks (`None`: nobody signed in yet). Expression errors are
+    /// collected in `notes`.
+    pub fn decide(
         &self,
-        matched: Option<(usize, Action)>,
+        matched: Matched,
         req: &RequestView,
-        identity: &Identity,
-        claims: &StoredClaims,
-    ) -> Decision {
-        let mut notes = Vec::new();
-        let d = self.judge(matched, req, identity, claims, &mut notes);
-        for note in notes {
-            tracing::warn!(event = "policy_note", user = %identity.user(), "{note}");
-        }
-        d
-    }
-
-    /// As [`Policy::decide`], collecting expression errors in `notes`.
-    pub fn decide_noting(
-        &self,
-        req: &RequestView,
-        identity: &Identity,
-        claims: &StoredClaims,
+        who: Option<(&Identity, &StoredClaims)>,
         notes: &mut Vec<String>,
-    ) -> Decision {
-        self.judge(self.matching_rule(req), req, identity, claims, notes)
+    ) -> Verdict {
+        match (matched.0, who) {
+            (Some((rule, Action::Bypass)), _) => Verdict::Bypass { rule },
+            (_, None) => Verdict::SignIn,
+            (matched, Some((identity, claims))) => self.judge(matched, req, identity, claims, notes),
+        }
     }
 
     fn judge(
@@ -272,21 +271,21 @@ impl Policy {
         identity: &Identity,
         claims: &StoredClaims,
         notes: &mut Vec<String>,
-    ) -> Decision {
+    ) -> Verdict {
         let Some((i, action)) = matched else {
             return match self.default {
-                DefaultPolicy::Allow => Decision::Allow { rule: None },
+                DefaultPolicy::Allow => Verdict::Allow { rule: None },
                 DefaultPolicy::Deny => {
-                    Decision::Deny { rule: None, reason: "no policy rule matches and default_policy is deny".into() }
+                    Verdict::Deny { rule: None, reason: "no policy rule matches and default_policy is deny".into() }
                 }
             };
         };
         match action {
-            Action::Bypass => Decision::Allow { rule: Some(i) },
-            Action::Deny => Decision::Deny { rule: Some(i), reason: format!("policy[{i}] denies this request") },
+            Action::Bypass => Verdict::Bypass { rule: i },
+            Action::Deny => Verdict::Deny { rule: Some(i), reason: format!("policy[{i}] denies this request") },
             Action::Allow => match self.unmet(&self.rules[i], req, identity, claims, notes) {
-                None => Decision::Allow { rule: Some(i) },
-                Some(what) => Decision::Deny { rule: Some(i), reason: format!("policy[{i}] requires {what}") },
+                None => Verdict::Allow { rule: Some(i) },
+                Some(what) => Verdict::Deny { rule: Some(i), reason: format!("policy[{i}] requires {what}") },
             },
         }
     }

@@ -66,6 +66,11 @@ fn req(method: &str, url: &str) -> RequestView<'static> {
     crate::explain::request_info(url, method).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The verdict for a signed-in person, as a verify decides it.
+fn decide(p: &Policy, r: &RequestView, who: &Identity, claims: &StoredClaims) -> Verdict {
+    p.decide(p.rule_for(r), r, Some((who, claims)), &mut Vec::new())
+}
+
 fn identity(user: &str, role: &str, groups: &[&str], email: &str) -> Identity {
     crate::identity::IdentityParts {
         user: user.into(),
@@ -140,9 +145,9 @@ action = "deny"
     let bob = identity("bob", "user", &["family"], "bob@example.com");
     let claims = StoredClaims::default();
     for url in ["https://a.example.com/admin", "https://a.example.com/ADMIN", "https://a.example.com/admin;x"] {
-        assert!(matches!(p.decide(&req("GET", url), &bob, &claims), Decision::Deny { rule: Some(1), .. }), "{url}");
+        assert!(matches!(decide(&p, &req("GET", url), &bob, &claims), Verdict::Deny { rule: Some(1), .. }), "{url}");
     }
-    assert!(matches!(p.decide(&req("GET", "https://a.example.com/private"), &bob, &claims), Decision::Deny { rule: Some(2), .. }));
+    assert!(matches!(decide(&p, &req("GET", "https://a.example.com/private"), &bob, &claims), Verdict::Deny { rule: Some(2), .. }));
     assert_eq!(p.matching_rule(&req("GET", "https://a.example.com/public/x")), Some((0, Action::Bypass)));
     assert_eq!(p.matching_rule(&req("GET", "https://a.example.com/public")), None);
     assert_eq!(p.matching_rule(&req("GET", "https://a.example.com/administrator")), None);
@@ -177,8 +182,8 @@ fn decisions_per_host_path_and_identity() {
     let user = identity("bob", "user", &["wiki-admins"], "bob@example.com");
     let outsider = identity("eve", "user", &["wiki-admins"], "eve@elsewhere.example");
     let claims = Claims::new();
-    let allow = |rule| Decision::Allow { rule };
-    let cases: Vec<(&str, &str, &Identity, Result<Decision, &str>)> = vec![
+    let allow = |rule| Verdict::Allow { rule };
+    let cases: Vec<(&str, &str, &Identity, Result<Verdict, &str>)> = vec![
         ("GET", "https://admin.example.com/", &admin, Ok(allow(Some(2)))),
         ("GET", "https://admin.example.com/settings", &user, Err("policy[2] requires one of the roles admin")),
         ("GET", "https://a.internal.example.com/", &admin, Err("policy[3] denies")),
@@ -206,10 +211,10 @@ fn decisions_per_host_path_and_identity() {
         ("GET", "https://files.example.com/", &admin, Err("one of the users alice")),
     ];
     for (method, url, who, want) in cases {
-        let got = p.decide(&req(method, url), who, &StoredClaims::new(&claims));
+        let got = decide(&p, &req(method, url), who, &StoredClaims::new(&claims));
         match (&want, &got) {
             (Ok(d), _) => assert_eq!(&got, d, "{method} {url} as {}", who.user()),
-            (Err(text), Decision::Deny { reason, .. }) => {
+            (Err(text), Verdict::Deny { reason, .. }) => {
                 assert!(reason.contains(text), "{method} {url} as {}: {reason}", who.user())
             }
             (Err(_), _) => panic!("{method} {url} as {}: {got:?}", who.user()),
@@ -217,7 +222,7 @@ fn decisions_per_host_path_and_identity() {
     }
     let manager: Identity = IdentityParts { roles: vec!["Photos.Manage".into()], ..admin.to_parts() }.into();
     let r = req("POST", "https://photos.example.com/api/admin/album/7/delete");
-    assert_eq!(p.decide(&r, &manager, &StoredClaims::new(&claims)), Decision::Allow { rule: Some(5) });
+    assert_eq!(decide(&p, &r, &manager, &StoredClaims::new(&claims)), Verdict::Allow { rule: Some(5) });
 }
 
 #[test]
@@ -226,19 +231,19 @@ fn users_and_emails_match_the_mapped_user_or_the_person() {
     let family = identity("family", "user", &[], "family@example.com");
     let shared: Identity = IdentityParts { person: "alice".into(), ..family.to_parts() }.into();
     let r = req("GET", "https://x.example.com/");
-    assert_eq!(p.decide(&r, &shared, &StoredClaims::default()), Decision::Allow { rule: Some(0) });
+    assert_eq!(decide(&p, &r, &shared, &StoredClaims::default()), Verdict::Allow { rule: Some(0) });
     let p = policy("[[policy]]\naction = \"allow\"\nemails = [\"alice@example.com\"]");
     let shared: Identity = IdentityParts { person_email: Some("alice@example.com".into()), ..shared.to_parts() }.into();
-    assert_eq!(p.decide(&r, &shared, &StoredClaims::default()), Decision::Allow { rule: Some(0) });
+    assert_eq!(decide(&p, &r, &shared, &StoredClaims::default()), Verdict::Allow { rule: Some(0) });
 }
 
 #[test]
 fn default_policy_deny() {
     let p = policy("default_policy = \"deny\"\n[[policy]]\nhost = \"open.example.com\"\naction = \"allow\"");
     let who = identity("u", "user", &[], "u@example.com");
-    assert_eq!(p.decide(&req("GET", "https://open.example.com/"), &who, &StoredClaims::default()), Decision::Allow { rule: Some(0) });
-    let d = p.decide(&req("GET", "https://closed.example.com/"), &who, &StoredClaims::default());
-    assert!(matches!(d, Decision::Deny { rule: None, ref reason } if reason.contains("default_policy is deny")), "{d:?}");
+    assert_eq!(decide(&p, &req("GET", "https://open.example.com/"), &who, &StoredClaims::default()), Verdict::Allow { rule: Some(0) });
+    let d = decide(&p, &req("GET", "https://closed.example.com/"), &who, &StoredClaims::default());
+    assert!(matches!(d, Verdict::Deny { rule: None, ref reason } if reason.contains("default_policy is deny")), "{d:?}");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use super::respond::{self, Body, Failure, Step, redirect, text};
 use super::session::Loaded;
 use super::{App, Rules, cookies};
 use crate::metrics::{Endpoint, Outcome};
-use crate::policy::{Action, Decision};
+use crate::policy::Verdict;
 use crate::request::{Flavor, Original, client_ip, original_method, original_url, wants_html};
 use crate::view::RequestView;
 
@@ -51,8 +51,9 @@ async fn pipeline(
     let original = original_url(req.headers(), flavor, app.config.public_url.scheme()).map_err(Failure::bad_request)?;
     let view = request_view(req, flavor, &original)?;
     let rules = app.rules.load();
-    let matched = rules.policy.matching_rule(&view);
-    if matches!(matched, Some((_, Action::Bypass))) {
+    let matched = rules.policy.rule_for(&view);
+    let mut notes = Vec::new();
+    if let Verdict::Bypass { .. } = rules.policy.decide(matched, &view, None, &mut notes) {
         return Ok((text(StatusCode::OK, ""), Outcome::Bypass));
     }
     // 2. The session, kept current.
@@ -63,7 +64,11 @@ async fn pipeline(
     let session = &loaded.session;
     let identity = &session.identity;
     // 4. The policy decision.
-    if let Decision::Deny { reason, .. } = rules.policy.decide_matched(matched, &view, identity, &session.claims) {
+    let verdict = rules.policy.decide(matched, &view, Some((identity, &session.claims)), &mut notes);
+    for note in notes {
+        tracing::warn!(event = "policy_note", user = %identity.user(), "{note}");
+    }
+    if let Verdict::Deny { reason, .. } = verdict {
         tracing::info!(
             event = "access_denied",
             user = %identity.user(),
