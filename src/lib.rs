@@ -14,6 +14,7 @@ pub mod assertion;
 pub mod claims;
 pub mod clock;
 pub mod config;
+pub mod criteria;
 pub mod deadline;
 pub mod explain;
 pub mod expr;

@@ -26,6 +26,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::settings::ConfigError;
+use crate::criteria::{Criteria, Person, Written};
 use crate::expr::{Expr, Scope, Vars};
 use crate::claims::StoredClaims;
 use crate::identity::Identity;
@@ -135,13 +136,9 @@ struct Rule {
     /// `deny`, or `allow` with requirements: matched by any reading of the
     /// request; other rules by every reading.
     protects: bool,
-    groups: Vec<String>,
-    roles: Vec<String>,
-    app_roles: Vec<String>,
-    users: Vec<String>,
-    emails: Vec<String>,
-    email_domains: Vec<String>,
-    expr: Option<Expr>,
+    /// Whom `allow` admits: the mapped user name or the person's own (for
+    /// `users`), either email (for `emails` and `email_domains`).
+    who: Criteria,
 }
 
 /// The compiled policy.
@@ -180,11 +177,14 @@ impl Policy {
                     Err(_) => return Err(ConfigError::invalid(format!("{key}.methods[{j}]"), format!("`{m}` is not an HTTP method"))),
                 }
             }
-            let list = |field: &str, v: &[String]| -> Result<Vec<String>, ConfigError> {
-                match v.iter().position(|n| n.trim().is_empty()) {
-                    Some(j) => Err(ConfigError::invalid(format!("{key}.{field}[{j}]"), "is empty")),
-                    None => Ok(names::normalize_all(v)),
-                }
+            let written = Written {
+                groups: &r.groups,
+                roles: &r.roles,
+                app_roles: &r.app_roles,
+                users: &r.users,
+                emails: &r.emails,
+                email_domains: &r.email_domains,
+                expr: r.expr.as_deref(),
             };
             rules.push(Rule {
                 host: r.host.as_deref().map(|h| host_pattern(&format!("{key}.host"), h)).transpose()?,
@@ -192,19 +192,10 @@ impl Policy {
                 methods,
                 action: r.action,
                 protects: r.action == Action::Deny || has_requirements,
-                groups: list("groups", &r.groups)?.iter().map(|g| names::normalize_group(g, gp)).collect(),
-                roles: list("roles", &r.roles)?,
-                app_roles: list("app_roles", &r.app_roles)?,
-                users: list("users", &r.users)?,
-                emails: list("emails", &r.emails)?,
-                email_domains: list("email_domains", &r.email_domains)?
-                    .into_iter()
-                    .map(|d| d.trim_start_matches('@').to_string())
-                    .collect(),
-                expr: r.expr.as_deref().map(|e| Expr::compile(&format!("{key}.expr"), e, Scope::Request)).transpose()?,
+                who: Criteria::compile(&key, written, gp, Scope::Request)?,
             });
         }
-        let reads_claims = rules.iter().any(|r| r.expr.as_ref().is_some_and(Expr::reads_claims));
+        let reads_claims = rules.iter().any(|r| r.who.expr().is_some_and(Expr::reads_claims));
         Ok(Policy { rules, default, group_paths: gp, reads_claims })
     }
 
@@ -296,42 +287,18 @@ impl Policy {
         let roles = names::normalize_all(id.roles());
         let emails: Vec<String> = id.email().into_iter().chain(id.person_email()).map(names::normalize).collect();
         let users = [names::normalize(id.user()), names::normalize(id.person())];
-        let listed = |l: &[String]| l.join(", ");
-        if !rule.groups.is_empty() && !names::any_in(&rule.groups, &groups) {
-            return Some(format!("membership of one of the groups {}", listed(&rule.groups)));
-        }
-        if !rule.roles.is_empty() && !rule.roles.contains(&names::normalize(id.role())) {
-            return Some(format!("one of the roles {} (the user's role is {})", listed(&rule.roles), id.role()));
-        }
-        if !rule.app_roles.is_empty() && !names::any_in(&rule.app_roles, &roles) {
-            return Some(format!("one of the app roles {}", listed(&rule.app_roles)));
-        }
-        if !rule.users.is_empty() && !names::any_in(&rule.users, &users) {
-            return Some(format!("one of the users {}", listed(&rule.users)));
-        }
-        if !rule.emails.is_empty() && !names::any_in(&rule.emails, &emails) {
-            return Some(format!("one of the emails {}", listed(&rule.emails)));
-        }
-        if !rule.email_domains.is_empty()
-            && !emails.iter().filter_map(|e| names::email_domain(e)).any(|d| rule.email_domains.contains(&d))
-        {
-            return Some(format!("an email in one of the domains {}", listed(&rule.email_domains)));
-        }
-        if let Some(e) = &rule.expr {
-            let claims = claims.read();
-            let vars = Vars {
-                claims: &claims,
-                groups: &groups,
-                roles: &roles,
-                user: id.user(),
-                email: id.email().unwrap_or(""),
-                request: Some((id.role(), id.person(), req)),
-            };
-            if !e.eval_noting(&vars, notes) {
-                return Some(format!("its expression ({}) to be true", e.key()));
-            }
-        }
-        None
+        let person = Person { groups: &groups, role: Some(id.role()), app_roles: &roles, users: &users, emails: &emails };
+        // Claims are read only for an expression (most rules have none).
+        let claims = if rule.who.expr().is_some() { claims.read() } else { Default::default() };
+        let vars = Vars {
+            claims: &claims,
+            groups: &groups,
+            roles: &roles,
+            user: id.user(),
+            email: id.email().unwrap_or(""),
+            request: Some((id.role(), id.person(), req)),
+        };
+        rule.who.unmet(&person, &vars, notes)
     }
 }
 

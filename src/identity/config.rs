@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::passes_unchanged;
+pub(super) use crate::criteria::{check_names, check_value};
 use crate::claims::{ClaimPaths, ClaimSource};
 use crate::names::GroupPaths;
 use crate::settings::ConfigError;
@@ -88,24 +88,8 @@ pub(super) fn check_paths(key: &str, paths: &[String]) -> Result<(), ConfigError
     }
 }
 
-pub(super) fn check_value(key: &str, value: &str) -> Result<(), ConfigError> {
-    if value.trim().is_empty() {
-        return Err(ConfigError::invalid(key, "is empty"));
-    }
-    if !passes_unchanged(value.trim()) {
-        return Err(ConfigError::invalid(key, "contains control characters or is too long"));
-    }
-    Ok(())
-}
+
 
 pub(super) fn check_role(key: &str, role: &str) -> Result<(), ConfigError> {
     check_value(key, role)
 }
-
-pub(super) fn check_names(key: &str, list: &[String]) -> Result<Vec<String>, ConfigError> {
-    for (i, n) in list.iter().enumerate() {
-        check_value(&format!("{key}[{i}]"), n)?;
-    }
-    Ok(list.to_vec())
-}
-

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::claims::Claims;
 use crate::claims::{self, ClaimSource};
 use crate::settings::ConfigError;
-use crate::expr::{Expr, Scope, Vars};
+use crate::criteria::{Criteria, Person, Written, passes_unchanged};
+use crate::expr::{Scope, Vars};
 use crate::names::{self, GroupPaths};
 
 mod config;
@@ -100,11 +101,9 @@ pub struct Mapping {
 /// A compiled `[[identity.rules]]` entry: names in normal form.
 #[derive(Clone, Debug)]
 struct Rule {
-    emails: Vec<String>,
-    users: Vec<String>,
-    groups: Vec<String>,
-    email_domains: Vec<String>,
-    expr: Option<Expr>,
+    /// Whom it is about: the person's own user name and email, as the
+    /// provider gave them (at sign-in nothing is mapped yet).
+    who: Criteria,
     config: IdentityRule,
 }
 
@@ -175,15 +174,15 @@ impl Mapper {
                 check_role(&format!("{key}.role"), role)?;
             }
             check_names(&format!("{key}.add_groups"), &r.extra_groups)?;
-            let domains = check_names(&format!("{key}.email_domains"), &r.email_domains)?;
-            rules.push(Rule {
-                emails: names::normalize_all(&check_names(&format!("{key}.emails"), &r.emails)?),
-                users: names::normalize_all(&check_names(&format!("{key}.users"), &r.users)?),
-                groups: names::normalize_groups(&check_names(&format!("{key}.groups"), &r.groups)?, gp),
-                email_domains: domains.iter().map(|d| names::normalize(d.trim_start_matches('@'))).collect(),
-                expr: r.expr.as_deref().map(|e| Expr::compile(&format!("{key}.expr"), e, Scope::Login)).transpose()?,
-                config: r.clone(),
-            });
+            let written = Written {
+                groups: &r.groups,
+                users: &r.users,
+                emails: &r.emails,
+                email_domains: &r.email_domains,
+                expr: r.expr.as_deref(),
+                ..Written::default()
+            };
+            rules.push(Rule { who: Criteria::compile(&key, written, gp, Scope::Login)?, config: r.clone() });
         }
 
         let mut role_map = Vec::new();
@@ -434,33 +433,19 @@ pub fn merge_claims(sources: &[&Claims]) -> Claims {
     claims::merge(sources, &["groups"])
 }
 
-/// All-of across the criteria a rule sets, any-of within each list.
+/// Whether `rule` is about the person `vars` describes.
 fn rule_matches(rule: &Rule, vars: &Vars<'_>, notes: &mut Vec<String>) -> bool {
     let email = names::normalize(vars.email);
-    if !rule.emails.is_empty() && (email.is_empty() || !rule.emails.contains(&email)) {
-        return false;
-    }
-    if !rule.email_domains.is_empty() && !names::email_domain(&email).is_some_and(|d| rule.email_domains.contains(&d)) {
-        return false;
-    }
-    if !rule.users.is_empty() && !rule.users.contains(&names::normalize(vars.user)) {
-        return false;
-    }
-    if !rule.groups.is_empty() && !names::any_in(&rule.groups, vars.groups) {
-        return false;
-    }
-    match &rule.expr {
-        None => true,
-        Some(e) => e.eval_noting(vars, notes),
-    }
+    let person = Person {
+        groups: vars.groups,
+        role: None,
+        app_roles: &[],
+        users: &[names::normalize(vars.user)],
+        emails: if email.is_empty() { &[] } else { std::slice::from_ref(&email) },
+    };
+    rule.who.unmet(&person, vars, notes).is_none()
 }
 
-/// True when `text` goes into a header exactly as it is: no control
-/// characters, no surrounding white space, not too long. A user name or
-/// email that a header would alter could collide with another.
-pub(super) fn passes_unchanged(text: &str) -> bool {
-    crate::header_value::sanitize(text).as_bytes() == text.as_bytes()
-}
 
 #[cfg(test)]
 mod tests;
