@@ -55,6 +55,18 @@ pub struct ClientKey {
     not_after: SystemTime,
 }
 
+/// As `check-config` shows it: the certificate, never the key.
+impl serde::Serialize for ClientKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        json!({
+            "key": "[redacted]",
+            "x5t#S256": self.x5t_s256,
+            "not_after": humantime::format_rfc3339_seconds(self.not_after).to_string(),
+        })
+        .serialize(s)
+    }
+}
+
 impl std::fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientKey").field("x5t#S256", &self.x5t_s256).finish_non_exhaustive()

@@ -166,3 +166,47 @@ pub fn read_secret(key: &str, inline: Option<Secret>, file: Option<&Path>) -> Re
     }
 }
 
+
+/// Writers for values a validated section holds, as `check-config` shows
+/// them (`#[serde(serialize_with = "…")]`).
+pub mod show {
+    use std::fmt::Display;
+    use std::time::Duration;
+
+    use serde::Serializer;
+    use serde::ser::SerializeSeq;
+
+    /// A duration the human way (`1h 30m`).
+    pub fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn duration_opt<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => duration(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Anything by its `Display` (URLs, addresses).
+    pub fn text<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn texts<T: Display, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for item in v {
+            seq.serialize_element(&item.to_string())?;
+        }
+        seq.end()
+    }
+
+    /// Secret values of any kind: only how many there are.
+    pub fn redacted_all<T, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for _ in v {
+            seq.serialize_element("[redacted]")?;
+        }
+        seq.end()
+    }
+}

@@ -95,9 +95,13 @@ fn default_listen() -> String {
 }
 
 /// The validated configuration the service runs with.
-#[derive(Debug, Clone)]
+///
+/// Serialised (for `check-config`) with every secret shown as
+/// `[redacted]`: each section's type says how its values are shown.
+#[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub listen: String,
+    #[serde(serialize_with = "crate::settings::show::text")]
     pub public_url: Url,
     pub allowed_redirect_domains: Vec<String>,
     pub log_level: Option<String>,
@@ -107,12 +111,14 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a client connection may go without sending a whole
     /// request head (slow senders, idle keep-alive connections).
+    #[serde(serialize_with = "crate::settings::show::duration")]
     pub header_timeout: Duration,
     /// Threads that serve requests; `None`: one per core.
     pub worker_threads: Option<usize>,
     /// A separate address for `/metrics`; `None` serves it on `listen`.
     pub metrics_listen: Option<String>,
     /// The only peers the verify endpoints answer; empty: any peer.
+    #[serde(serialize_with = "crate::settings::show::texts")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub oidc: OidcConfig,
     pub session: SessionConfig,
@@ -328,65 +334,7 @@ impl Config {
 
     /// The effective configuration with secrets redacted, for `check-config`.
     pub fn redacted(&self) -> serde_json::Value {
-        serde_json::json!({
-            "listen": self.listen,
-            "public_url": self.public_url.as_str(),
-            "allowed_redirect_domains": self.allowed_redirect_domains,
-            "log_level": self.log_level,
-            "log_format": self.log_format,
-            "debug_explain": self.debug_explain,
-            "max_connections": self.max_connections,
-            "header_timeout": humantime::format_duration(self.header_timeout).to_string(),
-            "worker_threads": self.worker_threads,
-            "metrics_listen": self.metrics_listen,
-            "trusted_proxies": self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "oidc": {
-                "issuer": self.oidc.issuer,
-                "client_id": self.oidc.client_id,
-                "client_secret": if self.oidc.client_secret.is_empty() { "" } else { "[redacted]" },
-                "client_auth": if self.oidc.client_key.is_some() { ClientAuth::PrivateKeyJwt } else { ClientAuth::ClientSecret },
-                "client_key": self.oidc.client_key.as_ref().map(|_| "[redacted]"),
-                "client_certificate": self.oidc.client_key.as_ref().map(|k| serde_json::json!({
-                    "x5t#S256": k.thumbprint(),
-                    "not_after": humantime::format_rfc3339_seconds(k.not_after()).to_string(),
-                })),
-                "scopes": self.oidc.scopes,
-                "insecure_http": self.oidc.insecure_http,
-                "leeway": humantime::format_duration(self.oidc.leeway).to_string(),
-            },
-            "session": {
-                "store": self.session.store,
-                "redis_url": match self.session.redis_urls.len() {
-                    0 => serde_json::Value::Null,
-                    1 => serde_json::json!("[redacted]"),
-                    n => serde_json::json!(vec!["[redacted]"; n]),
-                },
-                "redis_ca_file": self.session.redis_ca_file,
-                "cookie_name": self.session.cookie_name,
-                "cookie_domain": self.session.cookie_domain,
-                "cookie_secure": self.session.cookie_secure,
-                "keys": if self.session.keys_generated {
-                    serde_json::json!("[generated at start]")
-                } else {
-                    serde_json::json!(vec!["[redacted]"; self.session.keys.len()])
-                },
-                "ttl": humantime::format_duration(self.session.ttl).to_string(),
-                "idle_timeout": self.session.idle_timeout.map(|d| humantime::format_duration(d).to_string()),
-                "cache_ttl": humantime::format_duration(self.session.cache_ttl.unwrap_or_default()).to_string(),
-                "refresh_interval": self.session.refresh_interval.map(|d| humantime::format_duration(d).to_string()),
-                "memory_max_sessions": self.session.memory_max_sessions,
-                "memory_max_bytes": self.session.memory_max_bytes,
-                "max_sessions_per_user": self.session.max_sessions_per_user,
-            },
-            "headers": self.headers,
-            "identity": self.identity,
-            "role_map": self.role_map,
-            "default_policy": self.default_policy,
-            "policy": self.policy,
-            "upstream_headers": self.upstream_headers,
-            // `Secret` serialises as "[redacted]".
-            "graph": self.graph,
-        })
+        serde_json::to_value(self).expect("the configuration serialises")
     }
 }
 

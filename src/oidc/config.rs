@@ -52,18 +52,26 @@ pub enum ClientAuth {
     PrivateKeyJwt,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct OidcConfig {
     /// The issuer exactly as written: `iss` must match it to the letter.
     pub issuer: String,
     pub client_id: String,
     /// Empty with `private_key_jwt`.
     pub client_secret: Secret,
-    /// Set with `client_auth = "private_key_jwt"`: checked at start.
+    pub client_auth: ClientAuth,
+    /// Set with `client_auth = "private_key_jwt"`: checked at start (shown
+    /// by its certificate's thumbprint and expiry, never the key).
+    #[serde(rename = "client_certificate", serialize_with = "show_key")]
     pub client_key: Option<std::sync::Arc<crate::assertion::ClientKey>>,
     pub scopes: Vec<String>,
     pub insecure_http: bool,
+    #[serde(serialize_with = "crate::settings::show::duration")]
     pub leeway: Duration,
+}
+
+fn show_key<S: serde::Serializer>(key: &Option<std::sync::Arc<crate::assertion::ClientKey>>, s: S) -> Result<S::Ok, S::Error> {
+    key.as_deref().serialize(s)
 }
 
 /// The client secret, or with `private_key_jwt` the key and certificate,
@@ -161,6 +169,7 @@ pub fn validate(raw: RawOidc) -> Result<OidcConfig, ConfigError> {
         issuer: raw.issuer.trim().to_string(),
         client_id: raw.client_id.trim().to_string(),
         client_secret,
+        client_auth: raw.client_auth,
         client_key,
         scopes,
         insecure_http: raw.insecure_http,

@@ -63,27 +63,33 @@ pub enum RedisUrl {
     Cluster(Vec<Secret>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SessionConfig {
     pub store: StoreKind,
     /// One URL (a node or `redis+sentinel://`) or several cluster nodes.
+    #[serde(rename = "redis_url")]
     pub redis_urls: Vec<Secret>,
     pub redis_ca_file: Option<PathBuf>,
     pub cookie_name: String,
     pub cookie_domain: Option<String>,
     pub cookie_secure: bool,
     /// Raw 32-byte keys; the first seals new cookies, all are accepted.
+    #[serde(serialize_with = "crate::settings::show::redacted_all")]
     pub keys: Vec<[u8; 32]>,
     /// True when the keys were generated at start (memory store without keys).
     pub keys_generated: bool,
+    #[serde(serialize_with = "crate::settings::show::duration")]
     pub ttl: Duration,
     /// Sessions unused this long end (sliding); none by default.
+    #[serde(serialize_with = "crate::settings::show::duration_opt")]
     pub idle_timeout: Option<Duration>,
     /// How long a session read from Redis is kept in this process; `None`
     /// (with `cache_ttl = "0s"`) reads Redis on every verify.
+    #[serde(serialize_with = "crate::settings::show::duration_opt")]
     pub cache_ttl: Option<Duration>,
     /// Identity is read again this often when a refresh token exists, even
     /// if the access token is still valid; none by default.
+    #[serde(serialize_with = "crate::settings::show::duration_opt")]
     pub refresh_interval: Option<Duration>,
     pub memory_max_sessions: u64,
     /// Most bytes the sessions held in this process may take (the memory
