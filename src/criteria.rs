@@ -67,17 +67,6 @@ impl Criteria {
         })
     }
 
-    /// Whether the rule sets no list at all.
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
-            && self.roles.is_empty()
-            && self.app_roles.is_empty()
-            && self.users.is_empty()
-            && self.emails.is_empty()
-            && self.email_domains.is_empty()
-            && self.expr.is_none()
-    }
-
     /// The expression, if the rule has one.
     pub fn expr(&self) -> Option<&Expr> {
         self.expr.as_ref()
