@@ -18,7 +18,9 @@ pub mod config;
 mod http;
 mod tokens;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -133,7 +135,7 @@ struct Provider {
     client: Client,
     jwks_uri: openidconnect::JsonWebKeySetUrl,
     end_session: Option<Url>,
-    jwks: RwLock<CoreJsonWebKeySet>,
+    jwks: ArcSwap<CoreJsonWebKeySet>,
     last_refetch: Mutex<Option<Instant>>,
 }
 
@@ -150,8 +152,8 @@ pub struct Oidc {
     read_access_token: bool,
     redirect_url: String,
     http: LimitedHttp,
-    provider: RwLock<Option<Arc<Provider>>>,
-    not_ready_reason: Mutex<String>,
+    provider: ArcSwapOption<Provider>,
+    not_ready_reason: ArcSwap<String>,
 }
 
 impl Oidc {
@@ -176,8 +178,8 @@ impl Oidc {
             read_access_token,
             redirect_url: redirect_url.to_string(),
             http: LimitedHttp(http),
-            provider: RwLock::new(None),
-            not_ready_reason: Mutex::new("discovery has not completed yet".into()),
+            provider: ArcSwapOption::empty(),
+            not_ready_reason: ArcSwap::from_pointee("discovery has not completed yet".into()),
         })
     }
 
@@ -194,7 +196,7 @@ impl Oidc {
                     }
                     Err(e) => {
                         tracing::warn!(issuer = %this.issuer, error = %e, retry_in = ?delay, "identity provider discovery failed");
-                        *this.not_ready_reason.lock().unwrap() = e.to_string();
+                        this.not_ready_reason.store(Arc::new(e.to_string()));
                     }
                 }
                 tokio::time::sleep(delay).await;
@@ -205,19 +207,14 @@ impl Oidc {
 
     /// `None` when ready, else why not.
     pub fn not_ready(&self) -> Option<String> {
-        if self.provider.read().unwrap().is_some() {
-            None
-        } else {
-            Some(self.not_ready_reason.lock().unwrap().clone())
+        match self.provider.load().as_ref() {
+            Some(_) => None,
+            None => Some(self.not_ready_reason.load().to_string()),
         }
     }
 
     fn provider(&self) -> Result<Arc<Provider>, OidcError> {
-        self.provider
-            .read()
-            .unwrap()
-            .clone()
-            .ok_or_else(|| OidcError::NotReady(self.not_ready_reason.lock().unwrap().clone()))
+        self.provider.load_full().ok_or_else(|| OidcError::NotReady(self.not_ready_reason.load().to_string()))
     }
 
     async fn discover(&self) -> Result<(), OidcError> {
@@ -252,13 +249,13 @@ impl Oidc {
         if !basic_ok || self.client_key.is_some() {
             client = client.set_auth_type(AuthType::RequestBody);
         }
-        *self.provider.write().unwrap() = Some(Arc::new(Provider {
+        self.provider.store(Some(Arc::new(Provider {
             client,
             jwks_uri,
             end_session,
-            jwks: RwLock::new(jwks),
+            jwks: ArcSwap::from_pointee(jwks),
             last_refetch: Mutex::new(None),
-        }));
+        })));
         Ok(())
     }
 
@@ -411,7 +408,7 @@ impl Oidc {
         token: &CoreIdToken,
         nonce: Option<&Nonce>,
     ) -> Result<(), ClaimsVerificationError> {
-        let jwks = provider.jwks.read().unwrap().clone();
+        let jwks = CoreJsonWebKeySet::clone(&provider.jwks.load());
         let leeway = chrono::Duration::from_std(self.leeway).unwrap_or_default();
         let verifier = CoreIdTokenVerifier::new_public_client(
             ClientId::new(self.client_id.clone()),
@@ -437,7 +434,7 @@ impl Oidc {
     /// whether a fetch happened.
     async fn refetch_jwks(&self, provider: &Provider) -> Result<bool, OidcError> {
         {
-            let mut last = provider.last_refetch.lock().unwrap();
+            let mut last = provider.last_refetch.lock().unwrap_or_else(|e| e.into_inner());
             if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL) {
                 return Ok(false);
             }
@@ -447,7 +444,7 @@ impl Oidc {
             .await
             .map_err(|e| OidcError::Unreachable(format!("JWKS: {}", describe_discovery(&e))))?;
         tracing::info!(keys = jwks.keys().len(), "fetched the provider's JWKS again after an unknown key ID");
-        *provider.jwks.write().unwrap() = jwks;
+        provider.jwks.store(Arc::new(jwks));
         Ok(true)
     }
 

@@ -113,10 +113,10 @@ impl Oidc {
             }
             Err(last)
         };
-        let first = { check(&provider.jwks.read().unwrap().clone()) };
+        let first = { check(&provider.jwks.load_full()) };
         match first {
             Err(SignatureVerificationError::NoMatchingKey) if self.refetch_jwks(provider).await? => {
-                Ok(check(&provider.jwks.read().unwrap().clone()))
+                Ok(check(&provider.jwks.load_full()))
             }
             other => Ok(other),
         }
