@@ -52,6 +52,19 @@ async fn memory_store_ends_the_oldest_sessions_of_a_person_beyond_the_cap() {
 }
 
 #[tokio::test]
+async fn no_cap_keeps_every_session_of_a_person() {
+    let idp = Idp::start().await;
+    let svc = Service::start(&format!("{}max_sessions_per_user = 0\n", local_toml(&idp))).await;
+    svc.wait_ready().await;
+    let mut alice = Vec::new();
+    for _ in 0..25 {
+        alice.extend(sign_in(&svc, 1).await);
+    }
+    assert_eq!(statuses(&svc, &alice).await, [200; 25]);
+    assert!(!svc.logs().contains("too many sessions of one person"), "{}", svc.logs());
+}
+
+#[tokio::test]
 async fn redis_store_ends_the_oldest_sessions_of_a_person_beyond_the_cap() {
     let Some(redis) = Redis::start().await else { return };
     a_person_holds_at_most_max_sessions_per_user(&format!("LOCALstore = \"redis\"\nredis_url = \"{}\"\nkeys = [\"{KEY_A}\"]\n", redis.url())).await;

@@ -145,11 +145,14 @@ async fn finish(
     );
     crate::metrics::get().login("success", "none");
     crate::metrics::get().sessions_created.inc();
-    // One person holds at most max_sessions_per_user sessions.
+    // One person holds at most max_sessions_per_user sessions (0: any
+    // number, and nobody counts them).
     let max = app.config.session.max_sessions_per_user as usize;
-    match crate::session::end_oldest_beyond(&*app.store, identity.subject(), &key, max).await {
-        Ok(ended) => ended.iter().for_each(|s| crate::session::ended::too_many(&s.identity)),
-        Err(e) => tracing::warn!(error = %e, subject = %identity.subject(), "older sessions of this person could not be counted"),
+    if max > 0 {
+        match crate::session::end_oldest_beyond(&*app.store, identity.subject(), &key, max).await {
+            Ok(ended) => ended.iter().for_each(|s| crate::session::ended::too_many(&s.identity)),
+            Err(e) => tracing::warn!(error = %e, subject = %identity.subject(), "older sessions of this person could not be counted"),
+        }
     }
     let mut response = redirect(&attempt.rd);
     cookies::add(&mut response, &cookies::session(app, &id));

@@ -96,7 +96,7 @@ pub struct SessionConfig {
     /// store, or the cache in front of Redis), each weighed by its size.
     pub memory_max_bytes: u64,
     /// Most sessions one person (`sub`) has at once; a new sign-in ends
-    /// the oldest beyond it.
+    /// the oldest beyond it. 0: no limit.
     pub max_sessions_per_user: u32,
 }
 
@@ -239,10 +239,8 @@ pub fn validate(raw: RawSession) -> Result<SessionConfig, ConfigError> {
     if memory_max_bytes < 1 << 20 {
         return Err(ConfigError::invalid("session.memory_max_bytes", "must be at least 1048576 (1 MiB)"));
     }
+    // 0: no limit (and no counting at sign-in).
     let max_sessions_per_user = raw.max_sessions_per_user.unwrap_or(20);
-    if max_sessions_per_user == 0 {
-        return Err(ConfigError::invalid("session.max_sessions_per_user", "must be at least 1"));
-    }
     Ok(SessionConfig {
         store: raw.store,
         redis_urls,
