@@ -318,6 +318,23 @@ impl Config {
         self.endpoint_url("/oauth2/callback")
     }
 
+    /// The post-logout redirect URI registered at the identity provider:
+    /// `oidc.post_logout_redirect_uri`, or `/oauth2/signed-out`.
+    pub fn signed_out_url(&self) -> Url {
+        self.oidc.post_logout_redirect_uri.clone().unwrap_or_else(|| self.endpoint_url("/oauth2/signed-out"))
+    }
+
+    /// Every URI to register at the identity provider, by the name the
+    /// provider's client settings give it.
+    pub fn provider_uris(&self) -> Vec<(&'static str, Url)> {
+        vec![
+            ("redirect URI (callback)", self.callback_url()),
+            ("post-logout redirect URI", self.signed_out_url()),
+            ("back-channel logout URI", self.endpoint_url("/oauth2/backchannel-logout")),
+            ("front-channel logout URI", self.endpoint_url("/oauth2/frontchannel-logout")),
+        ]
+    }
+
     /// `public_url` joined with an absolute path such as `/oauth2/start`.
     pub fn endpoint_url(&self, path: &str) -> Url {
         let mut u = self.public_url.clone();
@@ -353,6 +370,7 @@ impl Config {
                 "scopes": self.oidc.scopes,
                 "insecure_http": self.oidc.insecure_http,
                 "leeway": humantime::format_duration(self.oidc.leeway).to_string(),
+                "post_logout_redirect_uri": self.signed_out_url().as_str(),
             },
             "session": {
                 "store": self.session.store,
