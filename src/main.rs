@@ -75,6 +75,9 @@ fn main() -> ExitCode {
         Command::CheckConfig => match Config::load(cli.config.as_deref()).and_then(portcullis::rules::Rules::new) {
             Ok(portcullis::rules::Rules { config, .. }) => {
                 println!("{}", serde_json::to_string_pretty(&config.redacted()).expect("JSON"));
+                for (what, uri) in config.provider_uris() {
+                    eprintln!("info: register at the identity provider as the {what}: {uri}");
+                }
                 for warning in config.warnings() {
                     eprintln!("warning: {warning}");
                 }

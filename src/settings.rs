@@ -193,6 +193,13 @@ pub mod show {
         s.collect_str(v)
     }
 
+    pub fn text_opt<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
     pub fn texts<T: Display, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(v.len()))?;
         for item in v {

@@ -46,6 +46,34 @@ fn check_config_prints_effective_config_without_secrets() {
     }
 }
 
+/// The provider setup needs every URI portcullis answers the provider at,
+/// together: check-config names them all.
+#[test]
+fn check_config_lists_every_uri_to_register_at_the_provider() {
+    let (code, out, err) = portcullis(&["check-config"], GOOD);
+    assert_eq!(code, 0, "{err}");
+    for (what, uri) in [
+        ("redirect URI (callback)", "https://auth.example.com/oauth2/callback"),
+        ("post-logout redirect URI", "https://auth.example.com/oauth2/signed-out"),
+        ("back-channel logout URI", "https://auth.example.com/oauth2/backchannel-logout"),
+        ("front-channel logout URI", "https://auth.example.com/oauth2/frontchannel-logout"),
+    ] {
+        assert!(err.contains(&format!("info: register at the identity provider as the {what}: {uri}\n")), "{what} missing: {err}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["oidc"]["post_logout_redirect_uri"], "https://auth.example.com/oauth2/signed-out");
+
+    let own = GOOD.replace("[oidc]\n", "[oidc]\npost_logout_redirect_uri = \"https://www.example.com/bye\"\n");
+    let (code, _, err) = portcullis(&["check-config"], &own);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("post-logout redirect URI: https://www.example.com/bye\n"), "{err}");
+    for bad in ["nowhere", "ftp://example.com/bye", "https://example.com/bye#x"] {
+        let (code, _, err) = portcullis(&["check-config"], &GOOD.replace("[oidc]\n", &format!("[oidc]\npost_logout_redirect_uri = \"{bad}\"\n")));
+        assert_eq!(code, 1, "{bad}: {err}");
+        assert!(err.contains("oidc.post_logout_redirect_uri"), "{bad}: {err}");
+    }
+}
+
 #[test]
 fn env_overrides_the_file() {
     let dir = tempfile::tempdir().unwrap();

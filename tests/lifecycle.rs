@@ -1,5 +1,6 @@
 //! Sessions across instances and over time: several portcullis processes
-//! on one Redis, back-channel logout, and the `sessions` command.
+//! on one Redis, back-channel and front-channel logout, and the
+//! `sessions` command.
 
 mod common;
 
@@ -138,6 +139,53 @@ async fn backchannel_logout_by_sid_and_by_sub_on_two_instances() {
     client_ended_within(&phone, &b.url, &home, CACHE_BOUND).await;
     assert_eq!(verify(&bob, &b.url, &home).await.status(), 200);
     assert!(a.logs().contains("backchannel_logout"));
+}
+
+/// OpenID Front-Channel Logout: the provider frames
+/// `/oauth2/frontchannel-logout?iss=…&sid=…`; the session with that `sid`
+/// ends on every instance, and an `iss` that is not our provider's ends
+/// nothing.
+#[tokio::test]
+async fn frontchannel_logout_by_sid_on_two_instances_and_a_foreign_iss_ends_nothing() {
+    let Some(redis) = Redis::start().await else { return };
+    let idp = Idp::start().await;
+    let (a, b) = two_instances(&idp, &redis).await;
+    let home = format!("{}/", a.url);
+    let laptop = browser();
+    idp.set_user(json!({"sub": "sub-alice", "preferred_username": "alice", "sid": "sid-laptop"}));
+    login(&laptop, &a.url, &home).await;
+    let phone = browser();
+    idp.set_user(json!({"sub": "sub-alice", "preferred_username": "alice", "sid": "sid-phone"}));
+    login(&phone, &b.url, &home).await;
+    // Both instances have read both sessions (and keep them cached).
+    for c in [&laptop, &phone] {
+        assert_eq!(verify(c, &a.url, &home).await.status(), 200);
+        assert_eq!(verify(c, &b.url, &home).await.status(), 200);
+    }
+    let frontchannel = |base: &str, iss: &str, sid: &str| {
+        browser().get(format!("{base}/oauth2/frontchannel-logout")).query(&[("iss", iss), ("sid", sid)]).send()
+    };
+
+    // Another issuer, or no sid: 400, and nothing ends.
+    for (iss, sid) in [("https://evil.example.com", "sid-laptop"), (&format!("{}/", idp.issuer)[..], "sid-laptop"), (&idp.issuer[..], "")] {
+        let r = frontchannel(&a.url, iss, sid).await.unwrap();
+        assert_eq!(r.status(), 400, "{iss} {sid}");
+        assert_eq!(r.headers()["content-security-policy"], format!("frame-ancestors {}", idp.issuer));
+    }
+    assert_eq!(verify(&laptop, &a.url, &home).await.status(), 200, "a refused front-channel logout ended a session");
+
+    // Our provider, the laptop's sid: only the laptop session ends, at once
+    // here and within session.cache_ttl on the other instance.
+    let r = frontchannel(&b.url, &idp.issuer, "sid-laptop").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["content-security-policy"], format!("frame-ancestors {}", idp.issuer));
+    assert!(r.text().await.unwrap().contains("The identity provider ended this session."));
+    assert_eq!(verify(&laptop, &b.url, &home).await.status(), 401);
+    client_ended_within(&laptop, &a.url, &home, CACHE_BOUND).await;
+    assert_eq!(verify(&phone, &a.url, &home).await.status(), 200);
+    assert_eq!(verify(&phone, &b.url, &home).await.status(), 200);
+    assert!(b.logs().contains("frontchannel_logout"), "{}", b.logs());
 }
 
 #[tokio::test]

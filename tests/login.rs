@@ -96,7 +96,9 @@ async fn full_flow_sets_headers_then_logout_signs_out() {
     let to = url::Url::parse(&location(&out)).unwrap();
     assert!(to.as_str().starts_with(&format!("{}/logout", idp.issuer)), "{to}");
     let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
-    assert_eq!(q["post_logout_redirect_uri"], format!("{}/bye", svc.url));
+    // The one registered post-logout URI; the return URL travels sealed in state.
+    assert_eq!(q["post_logout_redirect_uri"], format!("{}/oauth2/signed-out", svc.url));
+    assert!(!q["state"].is_empty());
     assert_eq!(q["id_token_hint"], id_token);
     assert_eq!(q["client_id"], "portcullis-test");
     assert!(set_cookies(&out).iter().any(|c| c.starts_with("_portcullis=;") && c.contains("Max-Age=0")));
@@ -243,8 +245,16 @@ async fn a_host_prefixed_cookie_name_keeps_every_cookie_valid_through_login_and_
     let to = url::Url::parse(&location(&out)).unwrap();
     let hint = to.query_pairs().find(|(k, _)| k == "id_token_hint").map(|(_, v)| v.into_owned());
     assert_eq!(hint, Some(idp.issued().last().unwrap().id_token.clone()));
-    assert!(jar.0.is_empty(), "{:?}", jar.0.keys());
+    // Only the sign-out nonce is left, for the way back from the provider.
+    let names: Vec<(&str, &str)> = jar.0.keys().map(|(n, p)| (n.as_str(), p.as_str())).collect();
+    assert_eq!(names, [("__Secure-pc_signout", "/oauth2/signed-out")]);
     assert_eq!(jar.get(&format!("{}/auth/nginx", svc.url), Some(&home)).await.status(), 401);
+    let back = to.query_pairs().find(|(k, _)| k == "post_logout_redirect_uri").map(|(_, v)| v.into_owned()).unwrap();
+    let state = to.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).unwrap();
+    let page = jar.get(&format!("{back}?state={}", url::form_urlencoded::byte_serialize(state.as_bytes()).collect::<String>()), None).await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("You are signed out."));
+    assert!(jar.0.is_empty(), "{:?}", jar.0.keys());
 }
 
 #[tokio::test]

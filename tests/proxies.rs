@@ -16,6 +16,11 @@ use common::stack::*;
 use common::upstream::Seen;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
+use url::Url;
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
 
 /// The whole story through one proxy and layout.
 async fn run(kind: ProxyKind, layout: Layout) {
@@ -102,7 +107,8 @@ async fn run(kind: ProxyKind, layout: Layout) {
     // Sign-out ends the session: the cookie is cleared, the provider is
     // told, the next visit goes to sign in again, and the old cookie value
     // no longer opens anything.
-    let logout = format!("{}/oauth2/logout?rd=https://app.example.com/", s.layout.public_url());
+    let deep = "https://app.example.com/photos/album?id=7&sort=date";
+    let logout = format!("{}/oauth2/logout?rd={}", s.layout.public_url(), urlencode(deep));
     let r = get(&browser, &logout).await;
     assert_eq!(r.status(), StatusCode::FOUND, "logout\n{}", s.logs());
     let to = location(&r);
@@ -115,6 +121,28 @@ async fn run(kind: ProxyKind, layout: Layout) {
         cleared.iter().any(|c| c.starts_with("_portcullis=;") && c.contains("Max-Age=0")),
         "session cookie not cleared: {cleared:?}"
     );
+    // The provider sends the browser back to the one registered
+    // post-logout URI, through the proxy, and on to the deep URL.
+    assert_eq!(
+        query_param(&to, "post_logout_redirect_uri").as_deref(),
+        Some(&format!("{}/oauth2/signed-out", s.layout.public_url())[..])
+    );
+    let mut back = Url::parse(&query_param(&to, "post_logout_redirect_uri").unwrap()).unwrap();
+    back.query_pairs_mut().append_pair("state", &query_param(&to, "state").expect("state"));
+    let r = get(&browser, back.as_str()).await;
+    assert_eq!(r.status(), StatusCode::FOUND, "back from the provider\n{}", s.logs());
+    assert_eq!(location(&r).as_str(), deep);
+    // Without state (or without rd), the signed-out page.
+    let r = get(&browser, &format!("{}/oauth2/signed-out", s.layout.public_url())).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", s.logs());
+    assert!(r.text().await.unwrap().contains("Sign in again"));
+    // The sign-in host's own root is a portcullis page, not an error.
+    if s.layout == Layout::AuthHost {
+        let r = get(&browser, &format!("{}/", s.layout.public_url())).await;
+        assert_eq!(r.status(), StatusCode::FOUND, "{}", s.logs());
+        assert_eq!(location(&r).as_str(), format!("{}/oauth2/signed-out", s.layout.public_url()));
+    }
+
     let before = s.app.count();
     let r = get(&browser, url).await;
     assert_eq!(r.status(), StatusCode::FOUND, "signed out, yet let in\n{}", s.logs());

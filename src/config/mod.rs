@@ -245,7 +245,7 @@ impl Config {
                 })?;
             trusted_proxies.push(net.trunc());
         }
-        let config = Config {
+        let mut config = Config {
             metrics_listen,
             trusted_proxies,
             max_connections,
@@ -267,6 +267,9 @@ impl Config {
             upstream_headers: raw.upstream_headers,
             graph,
         };
+        // The post-logout URI in effect, shown by check-config as it is.
+        let signed_out = config.endpoint_url("/oauth2/signed-out");
+        config.oidc.post_logout_redirect_uri.get_or_insert(signed_out);
         Ok(config)
     }
 
@@ -322,6 +325,23 @@ impl Config {
     /// The redirect URI registered at the identity provider.
     pub fn callback_url(&self) -> Url {
         self.endpoint_url("/oauth2/callback")
+    }
+
+    /// The post-logout redirect URI registered at the identity provider:
+    /// `oidc.post_logout_redirect_uri`, or `/oauth2/signed-out`.
+    pub fn signed_out_url(&self) -> Url {
+        self.oidc.post_logout_redirect_uri.clone().unwrap_or_else(|| self.endpoint_url("/oauth2/signed-out"))
+    }
+
+    /// Every URI to register at the identity provider, by the name the
+    /// provider's client settings give it.
+    pub fn provider_uris(&self) -> Vec<(&'static str, Url)> {
+        vec![
+            ("redirect URI (callback)", self.callback_url()),
+            ("post-logout redirect URI", self.signed_out_url()),
+            ("back-channel logout URI", self.endpoint_url("/oauth2/backchannel-logout")),
+            ("front-channel logout URI", self.endpoint_url("/oauth2/frontchannel-logout")),
+        ]
     }
 
     /// `public_url` joined with an absolute path such as `/oauth2/start`.

@@ -37,6 +37,10 @@ pub struct RawOidc {
     /// Seconds of clock skew tolerated on `exp`, `iat` and `nbf`.
     #[serde(default)]
     pub leeway: Option<HumanDuration>,
+    /// The post-logout redirect URI registered at the provider; by default
+    /// `{public_url}/oauth2/signed-out`.
+    #[serde(default)]
+    pub post_logout_redirect_uri: Option<String>,
 }
 
 /// How portcullis authenticates itself at the token endpoint.
@@ -68,6 +72,9 @@ pub struct OidcConfig {
     pub insecure_http: bool,
     #[serde(serialize_with = "crate::settings::show::duration")]
     pub leeway: Duration,
+    /// `oidc.post_logout_redirect_uri` when set.
+    #[serde(serialize_with = "crate::settings::show::text_opt")]
+    pub post_logout_redirect_uri: Option<url::Url>,
 }
 
 fn show_key<S: serde::Serializer>(key: &Option<std::sync::Arc<crate::assertion::ClientKey>>, s: S) -> Result<S::Ok, S::Error> {
@@ -165,7 +172,18 @@ pub fn validate(raw: RawOidc) -> Result<OidcConfig, ConfigError> {
     if leeway > Duration::from_secs(600) {
         return Err(ConfigError::invalid("oidc.leeway", "must be at most 10m"));
     }
+    let post_logout_redirect_uri = match raw.post_logout_redirect_uri.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(uri) => {
+            let url = parse_http_url("oidc.post_logout_redirect_uri", uri)?;
+            if url.fragment().is_some() {
+                return Err(ConfigError::invalid("oidc.post_logout_redirect_uri", "must not have a fragment"));
+            }
+            Some(url)
+        }
+        None => None,
+    };
     Ok(OidcConfig {
+        post_logout_redirect_uri,
         issuer: raw.issuer.trim().to_string(),
         client_id: raw.client_id.trim().to_string(),
         client_secret,

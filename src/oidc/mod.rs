@@ -496,8 +496,9 @@ impl Oidc {
     }
 
     /// Where to send the browser to end the provider's session too, when it
-    /// advertises an `end_session_endpoint`.
-    pub fn logout_url(&self, id_token: Option<&str>, post_logout: &Url) -> Option<Url> {
+    /// advertises an `end_session_endpoint` (OpenID RP-Initiated Logout).
+    /// The provider sends the browser on to `post_logout` with `state`.
+    pub fn logout_url(&self, id_token: Option<&str>, post_logout: &Url, state: &str) -> Option<Url> {
         let provider = self.provider().ok()?;
         let mut url = provider.end_session.clone()?;
         {
@@ -507,6 +508,7 @@ impl Oidc {
             }
             q.append_pair("client_id", &self.client_id);
             q.append_pair("post_logout_redirect_uri", post_logout.as_str());
+            q.append_pair("state", state);
         }
         Some(url)
     }

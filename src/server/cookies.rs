@@ -1,5 +1,5 @@
-//! Every cookie portcullis sets: the session cookie, the logout hint and
-//! the login attempts; their names, paths and attributes. Sealing their
+//! Every cookie portcullis sets: the session cookie, the logout hint, the
+//! login attempts and the sign-out nonce; their names, paths and attributes. Sealing their
 //! values is [`crate::session::cookie`]'s.
 
 use hyper::Response;
@@ -80,6 +80,31 @@ pub(super) fn logout_hint(app: &App, headers: &HeaderMap, key: &StoreKey) -> Opt
 pub(super) fn expire_logout_hint(app: &App) -> String {
     let s = &app.config.session;
     expire_cookie(&logout_hint_name(app), &logout_hint_path(app), s.cookie_domain.as_deref(), s.cookie_secure)
+}
+
+fn signout_name(app: &App) -> String {
+    format!("{}_signout", scoped_cookie_base(app))
+}
+
+fn signout_path(app: &App) -> String {
+    app.config.endpoint_url("/oauth2/signed-out").path().to_string()
+}
+
+/// The cookie binding a sign-out's `state` to this browser: a random
+/// `nonce` (the state holds its hash), sent back only to `/oauth2/signed-out`.
+pub(super) fn signout_start(app: &App, nonce: &str, max_age: std::time::Duration) -> String {
+    set_cookie(&signout_name(app), nonce, &signout_path(app), None, app.config.session.cookie_secure, Some(max_age.as_secs()))
+}
+
+/// The sign-out nonces this browser holds (normally one).
+pub(super) fn signout_nonces(app: &App, headers: &HeaderMap) -> Vec<String> {
+    let name = signout_name(app);
+    cookies(headers, &name).map(str::to_string).collect()
+}
+
+/// Clears the sign-out nonce.
+pub(super) fn expire_signout(app: &App) -> String {
+    expire_cookie(&signout_name(app), &signout_path(app), None, app.config.session.cookie_secure)
 }
 
 fn login_cookie_prefix(app: &App) -> String {

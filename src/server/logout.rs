@@ -1,45 +1,100 @@
-//! Sign-out: `/oauth2/logout` from the browser, and the provider's
-//! back-channel logout notifications (`/oauth2/backchannel-logout`).
+//! Sign-out: `/oauth2/logout` from the browser and `/oauth2/signed-out`
+//! where the provider sends it back, and the provider's back-channel and
+//! front-channel logout notifications (`/oauth2/backchannel-logout`,
+//! `/oauth2/frontchannel-logout`).
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use super::respond::{self, Body, Failure, Step, json, page, redirect};
 use super::session::Loaded;
 use super::{App, cookies, query};
 use crate::oidc::OidcError;
-use crate::session::{Index, StoreError};
+use crate::session::cookie::Purpose;
+use crate::session::{Index, StoreError, StoreKey, unix_now};
 
-/// Largest request body read (back-channel logout).
+/// Largest request body read (back-channel logout, the sign-out form).
 const MAX_REQUEST_BODY: usize = 64 * 1024;
 /// Least time a logout token's `jti` is remembered against replay.
 const JTI_MEMORY: Duration = Duration::from_secs(600);
+/// How long the way back from the provider's logout stays valid.
+const SIGNOUT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a sign-out confirmation page's button works.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub(super) async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body> {
-    let rd = match query::param(req, "rd") {
-        Some(_) => match query::return_url(app, req) {
+/// What a sign-out carries through the provider in the RP-Initiated Logout
+/// `state`, sealed: where to return, how many sessions ended (signing out
+/// everywhere), until when, and the hash of the nonce in this browser's
+/// sign-out cookie.
+#[derive(Serialize, Deserialize)]
+struct SignOutState {
+    rd: Option<String>,
+    ended: Option<u64>,
+    exp: u64,
+    nonce_hash: String,
+}
+
+/// `/oauth2/logout` (`?rd=` where to go afterwards, `?everywhere=1` every
+/// session of this person). Ends the session at once when the browser asks
+/// it itself (see [`asked_by_our_site`]), or posts the token of the
+/// confirmation page; anything else gets that page.
+pub(super) async fn logout(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let is_post = parts.method == Method::POST;
+    let req = Request::from_parts(parts, ());
+    let headers = req.headers();
+    let rd = match query::param(&req, "rd") {
+        Some(_) => match query::return_url(app, &req) {
             Ok(u) => Some(u),
-            Err(reason) => return respond::failure(req.headers(), Failure::BadRequest(reason)),
+            Err(reason) => return respond::failure(headers, Failure::BadRequest(reason)),
         },
         None => None,
     };
+    let everywhere = query::param(&req, "everywhere").is_some_and(|v| v == "1" || v == "true");
+    let loaded = match super::session::load(app, headers).await {
+        Ok(l) => l,
+        Err(_) => return respond::failure(headers, Failure::Unavailable(Step::Logout)),
+    };
+    let key = loaded.as_ref().map(|l| &l.key);
+    let confirmed = is_post && form_token(app, body).await.is_some_and(|t| confirm_token_valid(app, &t, key));
+    if !confirmed && !asked_by_our_site(headers) {
+        return respond::confirm_logout(headers, &confirm_token(app, key), everywhere);
+    }
     let clear = cookies::expire_session(app);
-    let id_token = match end_session(app, req).await {
-        Ok(id_token) => id_token,
+    let (id_token, ended) = match end_sessions(app, headers, loaded, everywhere).await {
+        Ok(v) => v,
         Err(failure) => {
-            let mut r = respond::failure(req.headers(), failure);
+            let mut r = respond::failure(headers, failure);
             cookies::add(&mut r, &clear);
             return r;
         }
     };
-    let post_logout = rd.clone().unwrap_or_else(|| app.config.endpoint_url("/"));
-    let mut response = match app.oidc.logout_url(id_token.as_deref(), &post_logout) {
-        Some(url) => redirect(url.as_str()),
+    let ended = everywhere.then_some(ended);
+    let nonce = random_token();
+    let state = SignOutState {
+        rd: rd.as_ref().map(|u| u.to_string()),
+        ended,
+        exp: unix_now() + SIGNOUT_TIMEOUT.as_secs(),
+        nonce_hash: hash(&nonce),
+    };
+    let sealed = app.sealer.seal(Purpose::SignOut, &serde_json::to_vec(&state).expect("sign-out state serialises"));
+    let mut response = match app.oidc.logout_url(id_token.as_deref(), &app.config.signed_out_url(), &sealed) {
+        Some(url) => {
+            let mut r = redirect(url.as_str());
+            cookies::add(&mut r, &cookies::signout_start(app, &nonce, SIGNOUT_TIMEOUT));
+            r
+        }
+        // The provider has no logout of its own: straight on.
         None => match rd {
             Some(rd) => redirect(rd.as_str()),
-            None => page(req.headers(), StatusCode::OK, "Signed out", "You are signed out."),
+            None => respond::signed_out(headers, ended, app.config.endpoint_url("/oauth2/start").as_str()),
         },
     };
     cookies::add(&mut response, &clear);
@@ -47,19 +102,170 @@ pub(super) async fn logout(app: &App, req: &Request<Incoming>) -> Response<Body>
     response
 }
 
-/// Deletes the request's session, if any, and gives the ID token to hint
-/// the provider's logout with.
-async fn end_session(app: &App, req: &Request<Incoming>) -> Result<Option<String>, Failure> {
-    let loaded = super::session::load(app, req.headers()).await.map_err(|_| Failure::Unavailable(Step::Logout))?;
-    let Some(Loaded { key, session, .. }) = loaded else {
-        return Ok(None);
-    };
-    if let Err(e) = app.store.delete(&key).await {
-        tracing::error!(error = %e, "session could not be deleted at logout");
-        return Err(Failure::Unavailable(Step::Logout));
+/// Whether the browser itself asks to sign out: a top-level navigation
+/// from our own site, a typed or bookmarked address (`Sec-Fetch-Dest:
+/// document` with `Sec-Fetch-Site` `same-origin`, `same-site` or `none`),
+/// or a client that sends no `Sec-Fetch-*` headers at all (scripts, older
+/// browsers). An image, a frame or a navigation from another site is not.
+fn asked_by_our_site(headers: &HeaderMap) -> bool {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+    let any_fetch_metadata = headers.keys().any(|k| k.as_str().starts_with("sec-fetch-"));
+    if !any_fetch_metadata {
+        return true;
     }
+    get("sec-fetch-dest").as_deref() == Some("document")
+        && matches!(get("sec-fetch-site").as_deref(), Some("same-origin" | "same-site" | "none"))
+}
+
+/// The `token` field of a posted form, if the body can be read.
+async fn form_token(app: &App, body: Incoming) -> Option<String> {
+    use http_body_util::{BodyExt as _, Limited};
+    let read = tokio::time::timeout(app.config.header_timeout, Limited::new(body, MAX_REQUEST_BODY).collect());
+    let body = read.await.ok()?.ok()?.to_bytes();
+    url::form_urlencoded::parse(&body).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
+}
+
+/// A confirmation token for the session filed under `key` (or for no
+/// session): sealed, so only portcullis makes them, and short-lived.
+fn confirm_token(app: &App, key: Option<&StoreKey>) -> String {
+    let mut payload = (unix_now() + CONFIRM_TIMEOUT.as_secs()).to_be_bytes().to_vec();
+    if let Some(key) = key {
+        payload.extend_from_slice(key.as_bytes());
+    }
+    app.sealer.seal(Purpose::LogoutConfirm, &payload)
+}
+
+fn confirm_token_valid(app: &App, token: &str, key: Option<&StoreKey>) -> bool {
+    let Some(opened) = app.sealer.open(Purpose::LogoutConfirm, token) else { return false };
+    let Some((exp, bound)) = opened.payload.split_at_checked(8) else { return false };
+    let exp = u64::from_be_bytes(exp.try_into().expect("8 bytes"));
+    let bound_to: &[u8] = key.map(|k| &k.as_bytes()[..]).unwrap_or_default();
+    exp >= unix_now() && bound == bound_to
+}
+
+fn random_token() -> String {
+    let mut raw = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn hash(value: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(value.as_bytes()))
+}
+
+/// Deletes the request's session (with `everywhere`, every session of its
+/// subject), and gives the ID token to hint the provider's logout with and
+/// how many sessions ended.
+async fn end_sessions(
+    app: &App,
+    headers: &HeaderMap,
+    loaded: Option<Loaded>,
+    everywhere: bool,
+) -> Result<(Option<String>, u64), Failure> {
+    let Some(Loaded { key, session, .. }) = loaded else {
+        return Ok((None, 0));
+    };
+    let unavailable = |e: StoreError| {
+        tracing::error!(error = %e, "session could not be deleted at logout");
+        Failure::Unavailable(Step::Logout)
+    };
+    app.store.delete(&key).await.map_err(unavailable)?;
     crate::session::ended::logout(&session.identity);
-    Ok(session.id_token.as_deref().map(str::to_string).or_else(|| cookies::logout_hint(app, req.headers(), &key)))
+    let mut ended = 1;
+    if everywhere {
+        let subject = session.identity.subject().to_string();
+        for (other, s) in app.store.find(&Index::Subject(subject.clone())).await.map_err(unavailable)? {
+            if other == key || s.identity.subject() != subject {
+                continue;
+            }
+            app.store.delete(&other).await.map_err(unavailable)?;
+            crate::session::ended::logout(&s.identity);
+            ended += 1;
+        }
+        tracing::info!(event = "logout_everywhere", subject = %subject, sessions_ended = ended, "signed out everywhere");
+    }
+    let id_token = session.id_token.as_deref().map(str::to_string).or_else(|| cookies::logout_hint(app, headers, &key));
+    Ok((id_token, ended))
+}
+
+/// `/oauth2/signed-out`, the post-logout redirect URI: where the provider
+/// sends the browser back. A `state` that opens, in time, in the browser
+/// that signed out, leads on to its `rd`; otherwise (or without `rd`) the
+/// signed-out page.
+pub(super) async fn signed_out(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    let headers = req.headers();
+    let nonces = cookies::signout_nonces(app, headers);
+    let state = query::param(req, "state").filter(|s| !s.is_empty());
+    let opened = state.as_deref().and_then(|s| open_state(app, s, &nonces));
+    if state.is_some() && opened.is_none() {
+        tracing::info!(event = "signout_state_refused", "sign-out state unknown, expired or from another browser: showing the signed-out page");
+    }
+    let sign_in = app.config.endpoint_url("/oauth2/start");
+    // Spent once it leads somewhere; a stray or tampered state leaves it.
+    let spent = opened.is_some();
+    let mut response = match opened {
+        Some(SignOutState { rd: Some(rd), .. }) => redirect(&rd),
+        Some(SignOutState { ended, .. }) => respond::signed_out(headers, ended, sign_in.as_str()),
+        None => match super::session::load(app, headers).await {
+            Ok(Some(loaded)) => {
+                respond::signed_in(headers, &loaded.session.identity.user(), app.config.endpoint_url("/oauth2/logout").as_str())
+            }
+            _ => respond::signed_out(headers, None, sign_in.as_str()),
+        },
+    };
+    if spent {
+        cookies::add(&mut response, &cookies::expire_signout(app));
+    }
+    response
+}
+
+fn open_state(app: &App, state: &str, nonces: &[String]) -> Option<SignOutState> {
+    let opened = app.sealer.open(Purpose::SignOut, state)?;
+    let state: SignOutState = serde_json::from_slice(&opened.payload).ok()?;
+    let ours = nonces.iter().any(|n| hash(n) == state.nonce_hash);
+    (ours && state.exp >= unix_now()).then_some(state)
+}
+
+/// OpenID Connect Front-Channel Logout: the provider loads this in a
+/// hidden frame with its `iss` and the session's `sid`. Ends the sessions
+/// with that `sid` when `iss` is our provider; nothing otherwise. Only the
+/// provider may frame the answer.
+pub(super) async fn frontchannel(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    let headers = req.headers();
+    let iss = query::param(req, "iss").unwrap_or_default();
+    let sid = query::param(req, "sid").unwrap_or_default();
+    let mut response = if iss.is_empty() || sid.is_empty() {
+        respond::failure(headers, Failure::bad_request("Front-channel logout needs iss and sid."))
+    } else if iss != app.oidc.issuer() {
+        tracing::info!(event = "frontchannel_logout_refused", reason = "iss is not the configured issuer", "front-channel logout refused");
+        respond::failure(headers, Failure::bad_request("iss is not this service's identity provider."))
+    } else {
+        match end_by_sid(app, &sid).await {
+            Ok(ended) => {
+                let mut r = page(headers, StatusCode::OK, "Signed out", "The identity provider ended this session.");
+                if !crate::request::wants_html(headers) {
+                    r = json(StatusCode::OK, &serde_json::json!({"sessions_ended": ended}));
+                }
+                r
+            }
+            Err(_) => respond::failure(headers, Failure::Unavailable(Step::Logout)),
+        }
+    };
+    let origin = url::Url::parse(app.oidc.issuer()).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+    if let Ok(csp) = HeaderValue::from_str(&format!("frame-ancestors {origin}")) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+async fn end_by_sid(app: &App, sid: &str) -> Result<u64, StoreError> {
+    let mut ended = 0;
+    for (key, session) in app.store.find(&Index::Sid(sid.to_string())).await? {
+        app.store.delete(&key).await?;
+        crate::session::ended::frontchannel(&session.identity);
+        ended += 1;
+    }
+    Ok(ended)
 }
 
 /// How long a logout token's `jti` is remembered: as long as a token

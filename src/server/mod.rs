@@ -3,7 +3,8 @@
 //!
 //! - [`verify`]: `/auth/nginx`, `/auth/forward` (forward-auth).
 //! - [`login`]: `/oauth2/start`, `/oauth2/callback`.
-//! - [`logout`]: `/oauth2/logout`, `/oauth2/backchannel-logout`.
+//! - [`logout`]: `/oauth2/logout`, `/oauth2/signed-out`,
+//!   `/oauth2/backchannel-logout`, `/oauth2/frontchannel-logout`.
 //! - [`info`]: `/oauth2/userinfo`, `/readyz`, `/healthz`, `/metrics`.
 //!
 //! Beside them: [`session`] (the session a request's cookie names),
@@ -310,7 +311,10 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         (&Method::GET, "/metrics") if app.config.metrics_listen.is_none() => Ok(info::metrics()),
         (&Method::GET, "/oauth2/start") => login::start(app, &req),
         (&Method::GET, "/oauth2/callback") => Ok(login::callback(app, &req, peer).await),
-        (&Method::GET | &Method::POST, "/oauth2/logout") => Ok(logout::logout(app, &req).await),
+        // It reads the form's body: the request is the handler's.
+        (&Method::GET | &Method::POST, "/oauth2/logout") => return no_store(logout::logout(app, req).await),
+        (&Method::GET, "/oauth2/signed-out") => Ok(logout::signed_out(app, &req).await),
+        (&Method::GET, "/oauth2/frontchannel-logout") => Ok(logout::frontchannel(app, &req).await),
         (&Method::GET, "/oauth2/userinfo") => info::userinfo(app, &req).await,
         // It reads the body: the request is the handler's.
         (&Method::POST, "/oauth2/backchannel-logout") => return no_store(logout::backchannel(app, req).await),

@@ -2,13 +2,12 @@
 //! that sign-in and sign-out send the browser back to.
 
 use hyper::Request;
-use hyper::body::Incoming;
 use url::Url;
 
 use super::App;
 use crate::request::request_base;
 
-pub(super) fn param(req: &Request<Incoming>, name: &str) -> Option<String> {
+pub(super) fn param<B>(req: &Request<B>, name: &str) -> Option<String> {
     url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
@@ -16,7 +15,7 @@ pub(super) fn param(req: &Request<Incoming>, name: &str) -> Option<String> {
 
 /// Validates the `rd` parameter; without one, the original host's root, or
 /// `public_url` when that host is not allowed.
-pub(super) fn return_url(app: &App, req: &Request<Incoming>) -> Result<Url, String> {
+pub(super) fn return_url<B>(app: &App, req: &Request<B>) -> Result<Url, String> {
     let base = request_base(req.headers(), app.config.public_url.scheme());
     match param(req, "rd") {
         Some(rd) => app.redirects.validate(&rd, base.as_ref()).map_err(|e| e.to_string()),

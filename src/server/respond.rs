@@ -174,11 +174,17 @@ pub(super) fn redirect(location: &str) -> Response<Body> {
 /// A short readable page for browsers, or JSON for other clients. The
 /// message is shown as text, never as markup.
 pub(super) fn page(headers: &HeaderMap, status: StatusCode, title: &str, message: &str) -> Response<Body> {
+    page_with(headers, status, title, message, "")
+}
+
+/// As [`page`], with `extra` markup after the message (for browsers only;
+/// every value in it escaped with [`html_escape`]).
+fn page_with(headers: &HeaderMap, status: StatusCode, title: &str, message: &str, extra: &str) -> Response<Body> {
     if wants_html(headers) {
         let body = format!(
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
              <title>{t}</title></head>\n<body style=\"font-family:sans-serif;max-width:36em;margin:4em auto\">\
-             <h1>{t}</h1>\n<p>{m}</p>\n<p style=\"color:#666\">{code}</p></body></html>\n",
+             <h1>{t}</h1>\n<p>{m}</p>\n{extra}<p style=\"color:#666\">{code}</p></body></html>\n",
             t = html_escape(title),
             m = html_escape(message),
             code = status.as_u16(),
@@ -190,6 +196,46 @@ pub(super) fn page(headers: &HeaderMap, status: StatusCode, title: &str, message
     } else {
         json(status, &serde_json::json!({"error": title, "message": message}))
     }
+}
+
+/// The sign-out confirmation: a button that posts `token` back to the same
+/// address. No other site may frame it (clickjacking).
+pub(super) fn confirm_logout(headers: &HeaderMap, token: &str, everywhere: bool) -> Response<Body> {
+    let (message, button) = if everywhere {
+        ("Sign out of every session, on every device?", "Sign out everywhere")
+    } else {
+        ("Sign out of this session?", "Sign out")
+    };
+    // No action: the form posts to this page's own address, query included.
+    let form = format!(
+        "<form method=\"post\"><input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\">{}</button></form>\n",
+        html_escape(token),
+        html_escape(button),
+    );
+    let mut r = page_with(headers, StatusCode::OK, "Sign out?", message, &form);
+    r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
+    r
+}
+
+/// The page a sign-out ends on: how many sessions ended (when more than
+/// this one), and a link to sign in again.
+pub(super) fn signed_out(headers: &HeaderMap, ended: Option<u64>, sign_in: &str) -> Response<Body> {
+    let message = match ended {
+        Some(n) if n != 1 => format!("You are signed out: {n} sessions ended."),
+        _ => "You are signed out.".to_string(),
+    };
+    let link = format!("<p><a href=\"{}\">Sign in again</a></p>\n", html_escape(sign_in));
+    let mut r = page_with(headers, StatusCode::OK, "Signed out", &message, &link);
+    if !wants_html(headers) {
+        r = json(StatusCode::OK, &serde_json::json!({"signed_out": true, "sessions_ended": ended}));
+    }
+    r
+}
+
+/// The same page for a browser that is (still, or again) signed in.
+pub(super) fn signed_in(headers: &HeaderMap, user: &str, sign_out: &str) -> Response<Body> {
+    let link = format!("<p><a href=\"{}\">Sign out</a></p>\n", html_escape(sign_out));
+    page_with(headers, StatusCode::OK, "Signed in", &format!("You are signed in as {user}."), &link)
 }
 
 fn html_escape(s: &str) -> String {

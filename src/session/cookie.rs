@@ -24,6 +24,10 @@ pub enum Purpose {
     Login,
     /// The ID token for the provider's logout (`id_token_hint`).
     LogoutHint,
+    /// The RP-Initiated Logout `state`: where to return after sign-out.
+    SignOut,
+    /// The token that confirms a sign-out (`POST /oauth2/logout`).
+    LogoutConfirm,
 }
 
 impl Purpose {
@@ -32,6 +36,8 @@ impl Purpose {
             Purpose::Session => b"portcullis session v1",
             Purpose::Login => b"portcullis login v1",
             Purpose::LogoutHint => b"portcullis logout hint v1",
+            Purpose::SignOut => b"portcullis sign-out state v1",
+            Purpose::LogoutConfirm => b"portcullis logout confirm v1",
         }
     }
 }

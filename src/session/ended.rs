@@ -40,6 +40,12 @@ pub fn backchannel(identity: &Identity) {
     crate::metrics::get().session_ended("backchannel");
 }
 
+/// The provider ended it through the browser (front-channel logout).
+pub fn frontchannel(identity: &Identity) {
+    tracing::info!(event = "frontchannel_logout", user = %identity.user(), subject = %identity.subject(), "session ended by the identity provider (front-channel)");
+    crate::metrics::get().session_ended("frontchannel");
+}
+
 /// The audit line `session_ended` with `reason`, and the metric's `label`.
 fn ended(identity: &Identity, reason: &str, label: &'static str) {
     tracing::info!(event = "session_ended", reason, user = %identity.user(), subject = %identity.subject(), "session ended");

@@ -95,6 +95,16 @@ impl Stack {
     /// As [`Stack::start`], with the proxy's rendered configuration passed
     /// through `edit` first (a test's variant of a shipped example).
     pub async fn start_with(kind: ProxyKind, layout: Layout, edit: impl FnOnce(String) -> String) -> Stack {
+        Stack::start_full(kind, layout, edit, &[]).await
+    }
+
+    /// As [`Stack::start`], with portcullis's environment extended by `env`
+    /// (say, another identity provider than the mock).
+    pub async fn start_against(kind: ProxyKind, layout: Layout, env: &[(&str, &str)]) -> Stack {
+        Stack::start_full(kind, layout, |site| site, env).await
+    }
+
+    async fn start_full(kind: ProxyKind, layout: Layout, edit: impl FnOnce(String) -> String, extra_env: &[(&str, &str)]) -> Stack {
         let idp = Idp::start().await;
         idp.set_user(json!({
             "sub": "user-1",
@@ -132,6 +142,7 @@ impl Stack {
             env.push(("PORTCULLIS_PUBLIC_URL", "https://app.example.com"));
             env.push(("PORTCULLIS_SESSION__COOKIE_DOMAIN", ""));
         }
+        env.extend_from_slice(extra_env);
         let svc = Service::start_with_env(&toml, &env).await;
         assert_eq!(svc.addr.port(), portcullis_port);
         svc.wait_ready().await;
