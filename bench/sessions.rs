@@ -2,9 +2,11 @@
 //! logins through portcullis that mint session cookies.
 //!
 //! ```text
-//! bench-sessions idp ISSUER_FILE SECONDS
+//! bench-sessions idp ISSUER_FILE SECONDS [--groups COUNT LENGTH]
 //!     Serves a mock provider on 127.0.0.1 (the test suite's), writes its
-//!     issuer URL to ISSUER_FILE, and exits after SECONDS.
+//!     issuer URL to ISSUER_FILE, and exits after SECONDS. --groups puts
+//!     COUNT distinct group names of LENGTH characters each in every
+//!     user's `groups` claim (by default users have none).
 //! bench-sessions login PORTCULLIS_URL COUNT OUT_FILE [--logout] [--verify]
 //!                [--tampered FILE] [--store-keys FILE --key BASE64]
 //!     Signs in COUNT times (each a new browser) and writes one session
@@ -30,14 +32,18 @@ use reqwest::StatusCode;
 
 const SESSION_COOKIE: &str = "_portcullis";
 const REDIS_PREFIX: &str = "portcullis:session:";
-const USAGE: &str = "usage: bench-sessions idp ISSUER_FILE SECONDS\n       \
+const USAGE: &str = "usage: bench-sessions idp ISSUER_FILE SECONDS [--groups COUNT LENGTH]\n       \
     bench-sessions login PORTCULLIS_URL COUNT OUT_FILE [--logout] [--verify] [--tampered FILE] [--store-keys FILE --key BASE64]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("idp") if args.len() == 3 => serve_idp(&args[1], &args[2]).await,
+        Some("idp") if args.len() == 3 => serve_idp(&args[1], &args[2], None).await,
+        Some("idp") if args.len() == 6 && args[3] == "--groups" => match (args[4].parse(), args[5].parse()) {
+            (Ok(count), Ok(length)) => serve_idp(&args[1], &args[2], Some((count, length))).await,
+            _ => Err(format!("--groups COUNT LENGTH: not numbers: {} {}", args[4], args[5])),
+        },
         Some("login") if args.len() >= 4 => login_many(&args[1..]).await,
         _ => Err(USAGE.to_string()),
     };
@@ -50,9 +56,17 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve_idp(issuer_file: &str, seconds: &str) -> Result<(), String> {
+async fn serve_idp(issuer_file: &str, seconds: &str, groups: Option<(usize, usize)>) -> Result<(), String> {
     let seconds: u64 = seconds.parse().map_err(|_| format!("SECONDS: not a number: {seconds}"))?;
     let provider = idp::Idp::start().await;
+    if let Some((count, length)) = groups {
+        // `group-07-xxxx…`: distinct, LENGTH characters each.
+        let names: Vec<String> = (0..count).map(|i| format!("{:x<length$}", format!("group-{i:02}-"))).collect();
+        provider.set_user(serde_json::json!({
+            "sub": "user-1", "preferred_username": "alice", "email": "alice@example.com",
+            "email_verified": true, "name": "Alice", "groups": names,
+        }));
+    }
     // Long-lived access tokens: no refresh during the load.
     provider.set_expires_in(3600);
     std::fs::write(issuer_file, &provider.issuer).map_err(|e| format!("{issuer_file}: {e}"))?;

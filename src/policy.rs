@@ -22,6 +22,11 @@
 //! covers the same path without it (`/admin/` protects `/admin`). A rule
 //! with `methods` lets people in only when the proxy reported the method,
 //! and protects whatever the method.
+//!
+//! The rules are filed once, when the policy is compiled, by host and by
+//! a prefix's first path segment (`policy/index.rs`), so a request is
+//! compared only with the rules that could match it, however many there
+//! are; of those, the one written first still decides.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +37,8 @@ use crate::claims::StoredClaims;
 use crate::identity::Identity;
 use crate::names::{self, GroupPaths};
 use crate::view::{RequestView, normalize_path};
+
+mod index;
 
 /// What happens when no `[[policy]]` rule matches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -141,6 +148,25 @@ struct Rule {
     who: Criteria,
 }
 
+impl Rule {
+    /// Whether this rule applies to `req`.
+    fn matches(&self, req: &RequestView) -> bool {
+        self.host.as_ref().is_none_or(|h| match h {
+            HostPattern::Exact(e) => e.as_str() == req.host.as_ref(),
+            HostPattern::Suffix(s) => req.host.len() > s.len() && req.host.ends_with(s.as_str()),
+        }) && match req.method.as_deref() {
+            _ if self.methods.is_empty() => true,
+            // Not reported: it could be any method.
+            None => self.protects,
+            Some(m) => self.methods.iter().any(|x| x == m),
+        } && match &self.path {
+            None => true,
+            Some(p) if self.protects => req.paths().any(|path| p.matches(path, true)),
+            Some(p) => req.paths().all(|path| p.matches(path, false)),
+        }
+    }
+}
+
 /// The compiled policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -149,6 +175,8 @@ pub struct Policy {
     group_paths: GroupPaths,
     /// Some rule's expression reads `claims` (found once, at compile time).
     reads_claims: bool,
+    /// The rules by host and path.
+    index: index::Index,
 }
 
 impl Policy {
@@ -196,7 +224,8 @@ impl Policy {
             });
         }
         let reads_claims = rules.iter().any(|r| r.who.expr().is_some_and(Expr::reads_claims));
-        Ok(Policy { rules, default, group_paths: gp, reads_claims })
+        let index = index::Index::new(&rules);
+        Ok(Policy { rules, default, group_paths: gp, reads_claims, index })
     }
 
     /// The index and action of the first rule matching this request.
@@ -204,26 +233,14 @@ impl Policy {
         if self.rules.is_empty() {
             return None;
         }
-        let host = req.host.as_bytes();
-        let method = req.method.as_deref();
-        self.rules
-            .iter()
-            .position(|r| {
-                r.host.as_ref().is_none_or(|h| match h {
-                    HostPattern::Exact(e) => e.as_bytes() == host,
-                    HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_bytes()),
-                }) && match method {
-                    _ if r.methods.is_empty() => true,
-                    // Not reported: it could be any method.
-                    None => r.protects,
-                    Some(m) => r.methods.iter().any(|x| x == m),
-                } && match &r.path {
-                    None => true,
-                    Some(p) if r.protects => req.paths().any(|path| p.matches(path, true)),
-                    Some(p) => req.paths().all(|path| p.matches(path, false)),
-                }
-            })
-            .map(|i| (i, self.rules[i].action))
+        self.index.first_match(&req.host, req.paths(), |i| self.rules[i].matches(req)).map(|i| (i, self.rules[i].action))
+    }
+
+    /// [`Policy::matching_rule`] found by comparing the request with every
+    /// rule in turn, without the index: what the index must agree with.
+    #[doc(hidden)]
+    pub fn matching_rule_by_scan(&self, req: &RequestView) -> Option<(usize, Action)> {
+        self.rules.iter().position(|r| r.matches(req)).map(|i| (i, self.rules[i].action))
     }
 
     /// Whether any rule's expression reads the session's claims (otherwise

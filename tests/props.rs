@@ -756,3 +756,75 @@ fn shipped_policy() -> portcullis::policy::Policy {
         })
         .clone()
 }
+
+// ------------------------------------------------------- policy index
+
+const RULE_HOSTS: &[Option<&str>] = &[
+    None,
+    None,
+    Some("a.example.com"),
+    Some("example.com"),
+    Some("b.a.example.com"),
+    Some("A.Example.COM."),
+    Some("*.example.com"),
+    Some("*.a.example.com"),
+    Some("*.com"),
+    Some("*.b.a.example.com"),
+    Some("b\u{fc}cher.example"),
+];
+const RULE_PATHS: &[Option<&str>] = &[
+    None, Some("/"), Some("/admin"), Some("/admin/"), Some("/Admin"), Some("/ADMIN/"), Some("/admin/x"), Some("/api"),
+    Some("/api/*"), Some("/*.js"), Some("/a?b"), Some("/*admin*"), Some("/x/y/"), Some("/public"), Some("/%61dmin"),
+    Some("//admin//x"), Some("/\u{e9}"),
+];
+const RULE_METHODS: &[&[&str]] = &[&[], &[], &["GET"], &["POST"], &["GET", "head"], &["delete"]];
+const REQUEST_HOSTS: &[&str] = &[
+    "a.example.com", "example.com", "b.a.example.com", "c.b.a.example.com", "A.EXAMPLE.COM", "x.example.com", "com",
+    "other.org", "b\u{fc}cher.example", "B\u{dc}CHER.example", "a.example.com.", "a.example.com:8443",
+];
+const REQUEST_PATH_PIECES: &[&str] = &[
+    "admin", "ADMIN", "Admin", "api", "x", "y", "a", "b", "ab", "aXb", "public", "%61dmin", "%41DMIN", "%2F", "%2f", "/",
+    "/", "/", "//", "file.js", ".js", "%20", "\u{e9}", "%c3%a9", "%C3%89", ";x", "..", ".",
+];
+
+fn policy_rule() -> impl Strategy<Value = portcullis::policy::PolicyRule> {
+    use portcullis::policy::{Action, PolicyRule};
+    (select(RULE_HOSTS), select(RULE_PATHS), select(RULE_METHODS), 0..4u8).prop_map(|(host, path, methods, action)| {
+        PolicyRule {
+            host: host.map(str::to_string),
+            path: path.map(str::to_string),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            action: [Action::Bypass, Action::Deny, Action::Allow, Action::Allow][action as usize],
+            // An allow with requirements protects; one without lets in.
+            groups: if action == 3 { vec!["admins".into()] } else { vec![] },
+            roles: vec![],
+            app_roles: vec![],
+            users: vec![],
+            emails: vec![],
+            email_domains: vec![],
+            expr: None,
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5000))]
+
+    /// The policy's index by host and path finds the very rule a plain
+    /// first-match scan of every rule finds, for any rules (exact,
+    /// wildcard and no hosts; prefixes, globs, methods; letting in and
+    /// protecting) and any request.
+    #[test]
+    fn policy_index_finds_the_first_matching_rule(
+        rules in proptest::collection::vec(policy_rule(), 0..14),
+        host in select(REQUEST_HOSTS),
+        path in joined(REQUEST_PATH_PIECES, 0, 6).prop_map(|p| format!("/{p}")),
+        method in select(&[None, Some("GET"), Some("POST"), Some("HEAD"), Some("DELETE"), Some("get")][..]),
+    ) {
+        use portcullis::policy::{DefaultPolicy, Policy};
+        use portcullis::view::RequestView;
+        let policy = Policy::new(DefaultPolicy::Allow, &rules, GroupPaths::Full).expect("every generated rule is valid");
+        let Ok(view) = RequestView::new(host, &path, method) else { return Ok(()) };
+        prop_assert_eq!(policy.matching_rule(&view), policy.matching_rule_by_scan(&view), "{:?} {} {} {:?}", method, host, path, rules);
+    }
+}
