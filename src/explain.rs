@@ -221,8 +221,9 @@ pub fn request_info(url: &str, method: &str) -> Result<RequestView<'static>, Str
     headers.insert("x-original-method", value(method)?);
     let flavor = crate::request::Flavor::Nginx;
     let refused = |reason: &str| format!("`{method} {url}` would be refused with 400 Bad Request: {reason}");
-    let original = crate::request::original_url(&headers, flavor, "https").map_err(refused)?;
-    let method = crate::request::original_method(&headers, flavor).map_err(refused)?;
+    let reported = crate::request::Reported::read(&headers);
+    let original = crate::request::original_url(&reported, flavor, "https").map_err(refused)?;
+    let method = crate::request::original_method(&reported, flavor).map_err(refused)?;
     let view = RequestView::new(original.host(), original.path(), None).map_err(refused)?;
     Ok(RequestView { method, ..view }.into_owned())
 }

@@ -10,13 +10,6 @@ use std::net::SocketAddr;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-// Looked up on every verify: named once, not parsed from text each time.
-const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
-const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
-const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
@@ -27,6 +20,68 @@ pub enum Flavor {
     Nginx,
     /// Caddy `forward_auth` / Traefik ForwardAuth: browsers are redirected.
     Forward,
+}
+
+/// The headers in which a proxy reports the original request, read in one
+/// pass over the request's headers (on every verify: one walk instead of a
+/// hashed lookup per name). Each holds its one value, or the reason it
+/// cannot be used: not valid text, or sent twice with different values.
+#[derive(Debug)]
+pub struct Reported<'a> {
+    original_url: Slot<'a>,
+    original_method: Slot<'a>,
+    forwarded_method: Slot<'a>,
+    forwarded_proto: Slot<'a>,
+    forwarded_host: Slot<'a>,
+    forwarded_uri: Slot<'a>,
+    /// `Host`: its first value.
+    host: Slot<'a>,
+}
+
+type Slot<'a> = Result<Option<&'a str>, &'static str>;
+
+impl<'a> Reported<'a> {
+    pub fn read(headers: &'a HeaderMap) -> Reported<'a> {
+        let mut r = Reported {
+            original_url: Ok(None),
+            original_method: Ok(None),
+            forwarded_method: Ok(None),
+            forwarded_proto: Ok(None),
+            forwarded_host: Ok(None),
+            forwarded_uri: Ok(None),
+            host: Ok(None),
+        };
+        for (name, value) in headers {
+            let slot = match name.as_str() {
+                "x-original-url" => &mut r.original_url,
+                "x-original-method" => &mut r.original_method,
+                "x-forwarded-method" => &mut r.forwarded_method,
+                "x-forwarded-proto" => &mut r.forwarded_proto,
+                "x-forwarded-host" => &mut r.forwarded_host,
+                "x-forwarded-uri" => &mut r.forwarded_uri,
+                "host" => {
+                    if r.host == Ok(None) {
+                        r.host = text(value).map(Some);
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            // A header that names one thing: every copy of it the same.
+            *slot = match (*slot, text(value)) {
+                (Err(e), _) | (_, Err(e)) => Err(e),
+                (Ok(None), Ok(v)) => Ok(Some(v)),
+                (Ok(Some(first)), Ok(v)) if first == v => Ok(Some(first)),
+                (Ok(Some(_)), Ok(_)) => Err("a forwarded header is sent twice with different values"),
+            };
+        }
+        r
+    }
+}
+
+/// A header's value as trimmed text; an error when it is not valid text.
+fn text(value: &HeaderValue) -> Result<&str, &'static str> {
+    value.to_str().map(str::trim).map_err(|_| "a forwarded header is not valid text")
 }
 
 
@@ -88,17 +143,17 @@ impl Original<'_> {
 /// The original request's URL, from `X-Original-URL` or `X-Forwarded-*`.
 ///
 /// `default_scheme` is used when the proxy does not say (`public_url`'s).
-pub fn original_url<'a>(headers: &'a HeaderMap, flavor: Flavor, default_scheme: &str) -> Result<Original<'a>, &'static str> {
+pub fn original_url<'a>(reported: &Reported<'a>, flavor: Flavor, default_scheme: &str) -> Result<Original<'a>, &'static str> {
     if flavor == Flavor::Nginx {
-        if let Some(text) = single(headers, &X_ORIGINAL_URL)? {
+        if let Some(text) = reported.original_url? {
             let original = nginx_original_url(text)?;
-            agrees_with_forwarded(headers, text, &original)?;
+            agrees_with_forwarded(reported, text, &original)?;
             return Ok(original);
         }
     }
-    let proto = forwarded_proto(headers, default_scheme)?;
-    let host = forwarded_host(headers)?;
-    let uri = single(headers, &X_FORWARDED_URI)?.unwrap_or("/");
+    let proto = forwarded_proto(reported, default_scheme)?;
+    let host = forwarded_host(reported)?;
+    let uri = reported.forwarded_uri?.unwrap_or("/");
     if !uri.starts_with('/') || uri.starts_with("//") {
         return Err("X-Forwarded-Uri must be a path starting with a single /");
     }
@@ -144,24 +199,24 @@ const FRAGMENT: &str = "the request target holds a #, which browsers never send"
 /// set up for other forward-auth services may send `X-Forwarded-*` as
 /// well (or instead, with a client's own `X-Original-URL` passed through).
 /// Both sets must then name the same request.
-fn agrees_with_forwarded(headers: &HeaderMap, text: &str, original: &Original) -> Result<(), &'static str> {
+fn agrees_with_forwarded(reported: &Reported, text: &str, original: &Original) -> Result<(), &'static str> {
     const DISAGREE: &str = "X-Original-URL and X-Forwarded-Proto/Host/Uri name different requests";
-    if let Some(uri) = single(headers, &X_FORWARDED_URI)? {
+    if let Some(uri) = reported.forwarded_uri? {
         let after_scheme = text.split_once("://").map_or("", |(_, rest)| rest);
         let target = after_scheme.find(['/', '?']).map_or("/", |i| &after_scheme[i..]);
         if uri != target {
             return Err(DISAGREE);
         }
     }
-    if headers.contains_key(X_FORWARDED_HOST) {
-        let named = crate::view::normalize_host(strip_port(forwarded_host(headers)?)).map_err(|_| DISAGREE)?;
+    if reported.forwarded_host != Ok(None) {
+        let named = crate::view::normalize_host(strip_port(forwarded_host(reported)?)).map_err(|_| DISAGREE)?;
         if crate::view::normalize_host(original.host()).ok().as_deref() != Some(named.as_ref()) {
             return Err(DISAGREE);
         }
     }
-    if headers.contains_key(X_FORWARDED_PROTO) {
+    if reported.forwarded_proto != Ok(None) {
         let scheme = text.split_once("://").map_or("", |(s, _)| s);
-        if !forwarded_proto(headers, "https")?.eq_ignore_ascii_case(scheme) {
+        if !forwarded_proto(reported, "https")?.eq_ignore_ascii_case(scheme) {
             return Err(DISAGREE);
         }
     }
@@ -274,40 +329,17 @@ fn is_dot_segment(segment: &[u8]) -> bool {
 /// both are sent; `X-Forwarded-Method` on `/auth/forward`), upper-case;
 /// `None` when it reports none. Never the verify request's own method,
 /// which is the proxy's, not the client's.
-pub fn original_method(headers: &HeaderMap, flavor: Flavor) -> Result<Option<Cow<'_, str>>, &'static str> {
-    let forwarded = single(headers, &X_FORWARDED_METHOD)?.map(crate::view::normalize_method).transpose()?;
+pub fn original_method<'a>(reported: &Reported<'a>, flavor: Flavor) -> Result<Option<Cow<'a, str>>, &'static str> {
+    let forwarded = reported.forwarded_method?.map(crate::view::normalize_method).transpose()?;
     if flavor == Flavor::Forward {
         return Ok(forwarded);
     }
-    match single(headers, &X_ORIGINAL_METHOD)?.map(crate::view::normalize_method).transpose()? {
+    match reported.original_method?.map(crate::view::normalize_method).transpose()? {
         Some(m) if forwarded.as_ref().is_some_and(|f| *f != m) => {
             Err("X-Original-Method and X-Forwarded-Method name different methods")
         }
         Some(m) => Ok(Some(m)),
         None => Ok(forwarded),
-    }
-}
-
-/// A header that names one thing: as trimmed text, every copy of it the
-/// same; an error when copies disagree or one is not valid text.
-fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, &'static str> {
-    let mut values = headers.get_all(name).iter();
-    let Some(first) = values.next() else { return Ok(None) };
-    let text = |v: &'a HeaderValue| v.to_str().map(str::trim).map_err(|_| "a forwarded header is not valid text");
-    let first = text(first)?;
-    for other in values {
-        if text(other)? != first {
-            return Err("a forwarded header is sent twice with different values");
-        }
-    }
-    Ok(Some(first))
-}
-
-/// A header as trimmed text; an error when it is not valid text.
-pub fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, &'static str> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => v.to_str().map(|s| Some(s.trim())).map_err(|_| "a forwarded header is not valid text"),
     }
 }
 
@@ -341,17 +373,18 @@ pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 
 /// The original request's scheme and host, as the browser sees it.
 pub fn request_base(headers: &HeaderMap, default_scheme: &str) -> Option<Url> {
+    let reported = Reported::read(headers);
     // An unusable X-Forwarded-Proto falls back to the default scheme here.
-    let proto = forwarded_proto(headers, default_scheme).unwrap_or(default_scheme);
-    let host = forwarded_host(headers).ok()?;
+    let proto = forwarded_proto(&reported, default_scheme).unwrap_or(default_scheme);
+    let host = forwarded_host(&reported).ok()?;
     Url::parse(&format!("{proto}://{host}/")).ok()
 }
 
 /// The scheme the proxy reports (the first of `X-Forwarded-Proto`), else
 /// `default_scheme`; an error when it is neither http nor https.
-fn forwarded_proto(headers: &HeaderMap, default_scheme: &str) -> Result<&'static str, &'static str> {
+fn forwarded_proto(reported: &Reported, default_scheme: &str) -> Result<&'static str, &'static str> {
     let scheme = |p: &str| ["http", "https"].into_iter().find(|s| s.eq_ignore_ascii_case(p));
-    match single(headers, &X_FORWARDED_PROTO)? {
+    match reported.forwarded_proto? {
         Some(p) => scheme(one_of_list(p)?).ok_or("X-Forwarded-Proto must be http or https"),
         // `public_url`'s scheme, http or https (checked at start).
         None => Ok(scheme(default_scheme).unwrap_or("https")),
@@ -360,10 +393,10 @@ fn forwarded_proto(headers: &HeaderMap, default_scheme: &str) -> Result<&'static
 
 /// The host the proxy reports (the first of `X-Forwarded-Host`, else
 /// `Host`), refusing anything that is not a bare host.
-fn forwarded_host(headers: &HeaderMap) -> Result<&str, &'static str> {
-    let host = match single(headers, &X_FORWARDED_HOST)? {
+fn forwarded_host<'a>(reported: &Reported<'a>) -> Result<&'a str, &'static str> {
+    let host = match reported.forwarded_host? {
         Some(h) => one_of_list(h)?,
-        None => header_str(headers, &header::HOST)?.ok_or("no X-Forwarded-Host or Host header")?,
+        None => reported.host?.ok_or("no X-Forwarded-Host or Host header")?,
     };
     if host.is_empty() || host.contains(['/', '\\', '@', '?', '#']) {
         return Err("X-Forwarded-Host is not a host");

@@ -206,13 +206,7 @@ pub fn normalize_host(host: &str) -> Result<Cow<'_, str>, &'static str> {
     const NOT_A_HOST: &str = "the request's host is not a host name";
     let host = host.strip_suffix('.').unwrap_or(host);
     // On every verify: a lower-case DNS name is already in normal form.
-    let plain = !host.is_empty()
-        && host.bytes().all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
-        && !host.starts_with('.')
-        && !host.ends_with('.')
-        && !host.contains("..")
-        && !host.contains("xn--");
-    if plain {
+    if is_plain_host(host.as_bytes()) {
         return Ok(Cow::Borrowed(host));
     }
     match url::Host::parse(host).map_err(|_| NOT_A_HOST)? {
@@ -221,6 +215,25 @@ pub fn normalize_host(host: &str) -> Result<Cow<'_, str>, &'static str> {
         url::Host::Ipv4(ip) => Ok(Cow::Owned(ip.to_string())),
         url::Host::Ipv6(ip) => Ok(Cow::Owned(format!("[{ip}]"))),
     }
+}
+
+/// Lower-case letters, digits, `-` and `.`, in labels none of which is
+/// empty, and no `xn--` (punycode, which the full parse checks): one pass
+/// over the bytes.
+fn is_plain_host(host: &[u8]) -> bool {
+    let mut prev = b'.';
+    for (i, &c) in host.iter().enumerate() {
+        match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => {}
+            b'.' if prev != b'.' => {}
+            _ => return false,
+        }
+        if c == b'x' && host[i..].starts_with(b"xn--") {
+            return false;
+        }
+        prev = c;
+    }
+    prev != b'.'
 }
 
 /// A method in normal form (upper case); an error when it is not an RFC

@@ -49,18 +49,18 @@ fn cookie_open_inputs() {
 #[test]
 fn original_url_refuses_paths_the_parse_would_rewrite() {
     use hyper::header::{HeaderMap, HeaderValue};
-    use portcullis::request::{Flavor, original_url};
+    use portcullis::request::{Flavor, Reported, original_url};
 
     let forwarded = |uri: &str| {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-host", HeaderValue::from_static("b'."));
         h.insert("x-forwarded-uri", HeaderValue::from_str(uri).unwrap());
-        original_url(&h, Flavor::Forward, "http").map(|o| o.path().to_string())
+        original_url(&Reported::read(&h), Flavor::Forward, "http").map(|o| o.path().to_string())
     };
     let nginx = |uri: &str| {
         let mut h = HeaderMap::new();
         h.insert("x-original-url", HeaderValue::from_str(&format!("https://app.example.com{uri}")).unwrap());
-        original_url(&h, Flavor::Nginx, "http").map(|o| o.path().to_string())
+        original_url(&Reported::read(&h), Flavor::Nginx, "http").map(|o| o.path().to_string())
     };
     // A raw `#` too: NGINX passes it on inside the path, where an app may
     // read past it (`/public/x#/../../admin`).

@@ -15,7 +15,7 @@ use portcullis::config::HeaderNames;
 use portcullis::headers::{IdentityHeaders, MAX_VALUE_LEN, sanitize};
 use portcullis::identity::{Identity, IdentityParts};
 use portcullis::redirect::Redirects;
-use portcullis::request::{Flavor, original_url};
+use portcullis::request::{Flavor, Reported, original_url};
 use portcullis::session::cookie::{MAX_SEALED_LEN, Purpose, Sealer};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -379,7 +379,7 @@ proptest! {
             }
         }
         let flavor = if nginx { Flavor::Nginx } else { Flavor::Forward };
-        let Ok(original) = original_url(&headers, flavor, default_scheme) else { return Ok(()) };
+        let Ok(original) = original_url(&Reported::read(&headers), flavor, default_scheme) else { return Ok(()) };
         let url = original.url();
         prop_assert!(url.is_ok(), "accepted, but the whole URL does not parse: {:?}", original);
         let url = url.unwrap();

@@ -5,7 +5,7 @@
 use arbitrary::Arbitrary;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use portcullis::request::{Flavor, original_url};
+use portcullis::request::{Flavor, Reported, original_url};
 use url::Url;
 
 #[derive(Arbitrary, Debug)]
@@ -34,7 +34,7 @@ fuzz_target!(|input: Input| {
         }
     }
     let flavor = if input.nginx { Flavor::Nginx } else { Flavor::Forward };
-    let Ok(original) = original_url(&headers, flavor, if input.https_default { "https" } else { "http" }) else { return };
+    let Ok(original) = original_url(&Reported::read(&headers), flavor, if input.https_default { "https" } else { "http" }) else { return };
     let url = original.url().expect("an accepted original URL parses");
     // Host and path read in place are the parser's.
     assert_eq!(Some(original.host()), url.host_str(), "{original:?}");

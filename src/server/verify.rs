@@ -17,7 +17,7 @@ use super::session::Loaded;
 use super::{App, Rules, cookies};
 use crate::metrics::{Endpoint, Outcome};
 use crate::policy::Verdict;
-use crate::request::{Flavor, Original, client_ip, original_method, original_url, wants_html};
+use crate::request::{Flavor, Original, Reported, client_ip, original_method, original_url, wants_html};
 use crate::view::RequestView;
 
 pub(super) async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor, peer: SocketAddr) -> Response<Body> {
@@ -48,8 +48,9 @@ async fn pipeline(
     if !app.trusted.admits(peer.ip()) {
         return Err(Failure::UntrustedPeer);
     }
-    let original = original_url(req.headers(), flavor, app.config.public_url.scheme()).map_err(Failure::bad_request)?;
-    let view = request_view(req, flavor, &original)?;
+    let reported = Reported::read(req.headers());
+    let original = original_url(&reported, flavor, app.config.public_url.scheme()).map_err(Failure::bad_request)?;
+    let view = request_view(&reported, flavor, &original)?;
     let rules = app.rules.load();
     let matched = rules.policy.rule_for(&view);
     let mut notes = Vec::new();
@@ -95,8 +96,8 @@ async fn pipeline(
 }
 
 /// Phase 1: the original request as policy judges it.
-fn request_view<'o>(req: &'o Request<Incoming>, flavor: Flavor, original: &'o Original) -> Result<RequestView<'o>, Failure> {
-    original_method(req.headers(), flavor)
+fn request_view<'o>(reported: &Reported<'o>, flavor: Flavor, original: &'o Original) -> Result<RequestView<'o>, Failure> {
+    original_method(reported, flavor)
         .and_then(|method| Ok(RequestView { method, ..RequestView::new(original.host(), original.path(), None)? }))
         .map_err(Failure::bad_request)
 }
