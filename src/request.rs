@@ -280,13 +280,29 @@ fn plain_host(authority: &str) -> Option<&str> {
 /// visible ASCII that needs no escaping, and the target passes
 /// [`plain_target`].
 fn plain_path(target: &str) -> Option<&str> {
-    let path = path_of(target.as_bytes());
-    let plain = path.first() == Some(&b'/')
-        && path.iter().all(|&c| {
-            matches!(c, b'!' | b'$'..=b';' | b'=' | b'@'..=b'[' | b']' | b'^' | b'_' | b'a'..=b'z' | b'|' | b'~')
-        })
-        && plain_target(target);
-    plain.then(|| &target[..path.len()])
+    // On every verify: one pass over the path, segment by segment (no
+    // backslash or tab passes the byte check), and the query for tabs.
+    let bytes = target.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return None;
+    }
+    let mut segment = 1;
+    for (i, &c) in bytes.iter().enumerate().skip(1) {
+        match c {
+            b'/' | b'?' | b'#' => {
+                if is_dot_segment(&bytes[segment..i]) {
+                    return None;
+                }
+                if c != b'/' {
+                    return (!bytes[i..].contains(&b'\t')).then(|| &target[..i]);
+                }
+                segment = i + 1;
+            }
+            b'!' | b'$'..=b'.' | b'0'..=b';' | b'=' | b'@'..=b'[' | b']' | b'^' | b'_' | b'a'..=b'z' | b'|' | b'~' => {}
+            _ => return None,
+        }
+    }
+    (!is_dot_segment(&bytes[segment..])).then_some(target)
 }
 
 /// A request target's path: up to `?` or `#`.
@@ -365,8 +381,14 @@ pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| {
-            let (n, v) = pair.trim().split_once('=')?;
-            Some((n.trim(), v.trim().trim_matches('"')))
+            // On every verify: bytes, not char patterns (a valid header
+            // value is ASCII, its only white space spaces and tabs).
+            let eq = pair.bytes().position(|b| b == b'=')?;
+            let value = pair[eq + 1..].trim_ascii();
+            let b = value.as_bytes();
+            let start = b.iter().take_while(|&&c| c == b'"').count();
+            let end = b.len() - b[start..].iter().rev().take_while(|&&c| c == b'"').count();
+            Some((pair[..eq].trim_ascii(), &value[start..end]))
         })
 }
 
@@ -500,6 +522,42 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
+
+        /// The one-pass readings give what the plain, several-pass
+        /// definitions give.
+        #[test]
+        fn one_pass_readings_agree_with_their_definitions(
+            target in pieces(PLAIN_TARGET_PIECES, TARGET_PIECES).prop_map(|p| p.concat()),
+            cookie in proptest::collection::vec(proptest::sample::select(COOKIE_PIECES), 0..10).prop_map(|p| p.concat()),
+        ) {
+            let path = path_of(target.as_bytes());
+            let defined = (path.first() == Some(&b'/')
+                && path.iter().all(|&c| {
+                    matches!(c, b'!' | b'$'..=b';' | b'=' | b'@'..=b'[' | b']' | b'^' | b'_' | b'a'..=b'z' | b'|' | b'~')
+                })
+                && plain_target(&target))
+                .then(|| &target[..path.len()]);
+            proptest::prop_assert_eq!(plain_path(&target), defined, "{:?}", target);
+
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                headers.insert(header::COOKIE, v);
+                let defined: Vec<(&str, &str)> = cookie
+                    .split(';')
+                    .filter_map(|pair| {
+                        let (n, v) = pair.trim().split_once('=')?;
+                        Some((n.trim(), v.trim().trim_matches('"')))
+                    })
+                    .collect();
+                proptest::prop_assert_eq!(cookie_pairs(&headers).collect::<Vec<_>>(), defined, "{:?}", cookie);
+            }
+        }
+    }
+
+    const COOKIE_PIECES: &[&str] = &["a", "_portcullis", "=", ";", " ", "\t", "\"", "x y", "==", "%3D", ";;"];
 
     /// Mostly pieces the parser leaves alone, now and then one it may not.
     fn pieces(plain: &'static [&'static str], other: &'static [&'static str]) -> impl proptest::strategy::Strategy<Value = Vec<&'static str>> {
