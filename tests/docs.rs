@@ -293,9 +293,11 @@ fn fields(path: &[Step]) -> Option<Vec<String>> {
 }
 
 /// Whether `path` holds a table whose keys are the user's (such as
-/// `upstream_headers`): the loader went into it but named no keys.
+/// `upstream_headers`): the loader went into it, named no keys, and did
+/// not take the table for one of a choice's variants (`default_policy`).
 fn open_table(path: &[Step]) -> bool {
-    probe(path).contains(&format!("key `{}.{PROBE}`", as_loaded(path)))
+    let error = probe(path);
+    error.contains(&format!("key `{}.{PROBE}`", as_loaded(path))) && !error.contains("unknown variant")
 }
 
 /// Every configuration key the code accepts, as the reference writes it;
