@@ -102,11 +102,11 @@ impl Metrics {
         // before the first refresh or Graph call rather than no series.
         let refreshes: Family<Labels<1>, Counter> = Family::default();
         for o in REFRESH_OUTCOMES {
-            refreshes.get_or_create(&[("outcome", o)]);
+            drop(refreshes.get_or_create(&[("outcome", o)]));
         }
         let graph_calls: Family<Labels<1>, Counter> = Family::default();
         for o in GRAPH_OUTCOMES {
-            graph_calls.get_or_create(&[("outcome", o)]);
+            drop(graph_calls.get_or_create(&[("outcome", o)]));
         }
         let m = Metrics {
             verify_by,
