@@ -121,9 +121,16 @@ async fn the_dashboard_and_alerts_read_metrics_portcullis_exports() {
         serde_json::from_str(&std::fs::read_to_string(repo("examples/grafana/portcullis.json")).unwrap())
             .expect("examples/grafana/portcullis.json is JSON");
     let panels = dashboard["panels"].as_array().expect("the dashboard has panels");
-    for panel in panels.iter().filter(|p| p["type"] != "row") {
+    let mut ids = BTreeSet::new();
+    for panel in panels {
+        assert!(ids.insert(panel["id"].as_u64().expect("every panel has an id")), "two panels share id {}", panel["id"]);
+        if panel["type"] == "row" {
+            continue;
+        }
         let targets = panel["targets"].as_array().map(Vec::len).unwrap_or(0);
         assert!(targets > 0, "panel {:?} queries nothing", panel["title"]);
+        // Each panel asks the data source chosen in the dashboard's menu.
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "panel {:?}", panel["title"]);
     }
     let mut exprs = Vec::new();
     expressions(&dashboard, &mut exprs);

@@ -414,3 +414,20 @@ fn the_family_example_page_shows_the_example_file() {
         "docs/src/identity.md does not show examples/identity.toml as it is now: paste the file into it again"
     );
 }
+
+/// README stays a front page: short, and the first two commands it shows
+/// are the demo and the test suite.
+#[test]
+fn readme_starts_with_the_demo_and_the_tests() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(lines <= 200, "README.md has {lines} lines: move the detail into the book under docs/src");
+    let (_, after) = readme.split_once("```sh\n").expect("README shows commands in a ```sh block");
+    let commands: Vec<&str> = after
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .take(2)
+        .collect();
+    assert_eq!(commands, ["cargo run --release --example demo", "scripts/test"], "README's first commands");
+}
