@@ -1,7 +1,8 @@
 //! The book under docs/ (and README) kept true, without mdBook:
 //!
-//! - every link between its pages, and into the repository from README,
-//!   leads to a file that exists, and every `#anchor` to a heading there;
+//! - every link between its pages, and into the repository from README
+//!   (and bench/ and fuzz/'s notes), leads to a file that exists, and
+//!   every `#anchor` to a heading there;
 //! - every page of docs/src is in SUMMARY.md;
 //! - the configuration reference (docs/src/configuration.md) names every
 //!   configuration key the code accepts, and no key it does not: the keys
@@ -173,7 +174,10 @@ fn broken_links(path: &Path) -> Vec<String> {
 
 #[test]
 fn every_link_and_anchor_resolves() {
-    let mut problems = broken_links(&repo().join("README.md"));
+    let mut problems = Vec::new();
+    for page in ["README.md", "bench/README.md", "fuzz/README.md", "fuzz/RESULTS.md"] {
+        problems.extend(broken_links(&repo().join(page)));
+    }
     for page in pages(&book()) {
         problems.extend(broken_links(&page));
     }
