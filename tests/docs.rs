@@ -324,6 +324,17 @@ fn known_keys(path: &mut Vec<Step>, out: &mut BTreeSet<String>) {
             if open_table(path) {
                 out.insert(format!("{}.*", written(path)));
             } else {
+                // A value the loader refused names its key; a table that
+                // took the unknown key without a word lets misspelt keys
+                // through, and hides its keys from this test.
+                let error = probe(path);
+                let key = as_loaded(path);
+                assert!(
+                    error.contains(&format!("key `{key}`")) || error.contains(&format!("key `{key}.")),
+                    "`{}` accepts a key it does not know (the loader answered: {error}): give its section type \
+                     #[serde(deny_unknown_fields)], as every section has, so that misspelt keys are refused",
+                    written(path)
+                );
                 out.insert(written(path));
             }
         }
