@@ -446,3 +446,31 @@ fn readme_starts_with_the_demo_and_the_tests() {
         .collect();
     assert_eq!(commands, ["cargo run --release --example demo", "scripts/test"], "README's first commands");
 }
+
+/// Each provider page says what to register (the callback URI at least),
+/// how groups or roles arrive, and what happens at sign-out.
+#[test]
+fn every_provider_page_covers_registration_groups_and_sign_out() {
+    let mut problems = Vec::new();
+    for page in pages(&book().join("providers")) {
+        let text = std::fs::read_to_string(&page).unwrap();
+        let name = page.strip_prefix(book()).unwrap().display().to_string();
+        if !text.contains("/oauth2/callback") {
+            problems.push(format!("{name} does not name the redirect URI /oauth2/callback"));
+        }
+        if !text.contains("signed-out") {
+            problems.push(format!("{name} does not say whether to register /oauth2/signed-out"));
+        }
+        let headings: Vec<String> = prose(&text)
+            .into_iter()
+            .filter(|(_, l)| l.starts_with('#'))
+            .map(|(_, l)| l.to_lowercase())
+            .collect();
+        for topic in ["register", "group", "sign-out"] {
+            if !headings.iter().any(|h| h.contains(topic)) {
+                problems.push(format!("{name} has no heading about {topic}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
