@@ -23,6 +23,10 @@ type Labels<const N: usize> = [(&'static str, &'static str); N];
 pub const ENDPOINTS: [&str; 2] = ["nginx", "forward"];
 /// Verify outcomes' labels, indexed by [`Outcome`].
 pub const OUTCOMES: [&str; 6] = ["allow", "bypass", "unauthenticated", "deny", "bad_request", "error"];
+/// Session refresh outcomes' labels.
+pub const REFRESH_OUTCOMES: [&str; 3] = ["success", "refused", "postponed"];
+/// Microsoft Graph lookup outcomes' labels.
+pub const GRAPH_OUTCOMES: [&str; 3] = ["success", "error", "timeout"];
 
 /// Which verify endpoint answered; its value indexes [`ENDPOINTS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +97,17 @@ impl Metrics {
         let cache: Family<Labels<2>, Counter> = Family::default();
         let session_cache =
             ["hit", "miss"].map(|r| cache.get_or_create(&[("cache", "sessions"), ("result", r)]).clone());
+        // Families with a fixed set of outcomes are exported at 0 from the
+        // start, so a dashboard or an alert (`rate(...) > 0`) sees them
+        // before the first refresh or Graph call rather than no series.
+        let refreshes: Family<Labels<1>, Counter> = Family::default();
+        for o in REFRESH_OUTCOMES {
+            drop(refreshes.get_or_create(&[("outcome", o)]));
+        }
+        let graph_calls: Family<Labels<1>, Counter> = Family::default();
+        for o in GRAPH_OUTCOMES {
+            drop(graph_calls.get_or_create(&[("outcome", o)]));
+        }
         let m = Metrics {
             verify_by,
             session_cache,
@@ -100,10 +115,10 @@ impl Metrics {
             // 50 µs .. ~1.6 s
             verify_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             logins: Family::default(),
-            refreshes: Family::default(),
+            refreshes,
             store_errors: Counter::default(),
             store_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
-            graph_calls: Family::default(),
+            graph_calls,
             cache,
             sessions_created: Counter::default(),
             sessions_ended: Family::default(),

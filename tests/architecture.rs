@@ -1,4 +1,5 @@
-//! The code's floor plan, checked: README's code map lists every module of
+//! The code's floor plan, checked: the book's code map (docs/src/development.md)
+//! lists every module of
 //! `src/` in one of three layers, and the imports keep to them.
 //!
 //! - **leaves** import nothing from the crate;
@@ -14,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The layers as README's code map states them.
+/// The layers as the code map states them.
 struct Map {
     leaves: BTreeSet<String>,
     subsystems: BTreeSet<String>,
@@ -23,8 +24,8 @@ struct Map {
 
 /// Reads the three `- **layer** …: `a` (what it is), `b`, …` lines under
 /// "Code map".
-fn code_map(readme: &str) -> Map {
-    let section = readme.split("### Code map").nth(1).expect("README has a `### Code map` section");
+fn code_map(page: &str) -> Map {
+    let section = page.split("## Code map").nth(1).expect("docs/src/development.md has a `## Code map` section");
     let layer = |name: &str| -> BTreeSet<String> {
         let line = section
             .lines()
@@ -233,19 +234,19 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
     None
 }
 
-fn readme() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
+fn code_map_page() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/development.md")).unwrap()
 }
 
 #[test]
 fn the_code_keeps_to_the_code_map() {
-    let problems = violations(&graph(), &code_map(&readme()));
-    assert!(problems.is_empty(), "README's code map and src/ disagree:\n{}", problems.join("\n"));
+    let problems = violations(&graph(), &code_map(&code_map_page()));
+    assert!(problems.is_empty(), "The code map (docs/src/development.md) and src/ disagree:\n{}", problems.join("\n"));
 }
 
 #[test]
 fn the_checker_finds_upward_imports_cycles_and_unlisted_modules() {
-    let map = code_map(&readme());
+    let map = code_map(&code_map_page());
     let clean = graph();
     assert!(violations(&clean, &map).is_empty());
     let leaf = map.leaves.iter().next().unwrap().clone();

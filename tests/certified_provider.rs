@@ -1,7 +1,7 @@
 //! End to end against a real OpenID Certified provider: panva's
 //! `oidc-provider` (from npm), on a free loopback port, with one client
 //! whose redirect URI and post-logout redirect URI are registered exactly
-//! as the README says, behind the shipped NGINX and Caddy examples.
+//! as the book says, behind the shipped NGINX and Caddy examples.
 //!
 //! A browser signs in on the provider's own login page, signs out from a
 //! deep app URL with `rd`, lands on that URL signed out, and is then shown

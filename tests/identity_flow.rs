@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 const FAMILY_KEY: &str = "family-key-0c9e51";
 const GUEST_KEY: &str = "guest-key-77d2ab";
 
-/// The README's family example, with policy for two hosts. Top-level keys
+/// The book's family example (examples/identity.toml), with policy for two hosts. Top-level keys
 /// go before the harness's tables.
 fn config(idp: &Idp, key_file: &std::path::Path) -> String {
     format!(

@@ -198,18 +198,18 @@ async fn caddy_with_sign_in_under_the_app_host() {
     run(ProxyKind::Caddy, Layout::SameHost).await;
 }
 
-/// The README text shows the very files the tests above run.
+/// The book shows the very files the tests above run, each on its page.
 #[test]
 fn docs_embed_the_tested_examples() {
-    let docs = std::fs::read_to_string(repo_path("README.md")).unwrap();
-    for file in [
-        "examples/portcullis.toml",
-        "examples/nginx/auth-host.conf",
-        "examples/nginx/same-host.conf",
-        "examples/caddy/auth-host.Caddyfile",
-        "examples/caddy/same-host.Caddyfile",
+    for (page, file) in [
+        ("docs/src/proxies.md", "examples/portcullis.toml"),
+        ("docs/src/proxies/nginx.md", "examples/nginx/auth-host.conf"),
+        ("docs/src/proxies/nginx.md", "examples/nginx/same-host.conf"),
+        ("docs/src/proxies/caddy.md", "examples/caddy/auth-host.Caddyfile"),
+        ("docs/src/proxies/caddy.md", "examples/caddy/same-host.Caddyfile"),
     ] {
+        let docs = std::fs::read_to_string(repo_path(page)).unwrap();
         let text = std::fs::read_to_string(repo_path(file)).unwrap();
-        assert!(docs.contains(&text), "README.md does not embed {file} as it is now");
+        assert!(docs.contains(&text), "{page} does not embed {file} as it is now: paste the file into it again");
     }
 }

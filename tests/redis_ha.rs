@@ -13,7 +13,8 @@ use serde_json::json;
 
 /// How long portcullis may take to follow a Sentinel failover, counted
 /// from the primary's death (sentinel's down-after 1 s + election + one
-/// failed call to notice). README states the same bound.
+/// failed call to notice). The book (docs/src/sessions.md) states the same
+/// bound.
 const FAILOVER_BOUND: Duration = Duration::from_secs(15);
 
 #[tokio::test]

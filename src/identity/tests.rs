@@ -11,7 +11,7 @@ client_id = "portcullis"
 client_secret = "s3cret"
 "#;
 
-/// The family/guest/role example from the README.
+/// The family/guest/role example from the book (docs/src/identity.md).
 const FAMILY: &str = r#"
 [identity]
 required_groups = ["family", "guests", "admins"]

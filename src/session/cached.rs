@@ -5,7 +5,7 @@
 //! counted from before the read that fetched it. Anything this instance
 //! writes or deletes is dropped from its cache at once; a logout or
 //! revocation on *another* instance takes effect here within the TTL. That
-//! is the staleness bound README documents and the tests check.
+//! is the staleness bound the book (docs/src/sessions.md) documents and the tests check.
 //!
 //! A read is cached only if this instance wrote nothing while it was under
 //! way, so a read that began before a local logout never brings the
