@@ -14,9 +14,19 @@ use crate::session::{SessionId, StoreKey};
 
 /// Login cookies kept at once per browser (one per open login tab).
 const MAX_LOGIN_COOKIES: usize = 4;
-/// Largest sealed logout hint put in a cookie; browsers keep cookies of up
-/// to 4096 bytes, name and attributes included.
+/// Largest sealed logout hint put in one cookie; browsers keep cookies of
+/// up to 4096 bytes, name and attributes included.
 const MAX_HINT_COOKIE: usize = 3800;
+/// Most cookies one logout hint is split over (as oauth2-proxy splits its
+/// large sessions): an ID token of up to 5,400 bytes (about a hundred
+/// groups), while the `Cookie` header the logout request carries stays
+/// within the 8 KB a proxy takes by default. A larger one is kept with the
+/// session in the store.
+const MAX_HINT_CHUNKS: usize = 2;
+/// ID token bytes per hint cookie: with the key it is bound to, its place,
+/// and the sealing's version, nonce and tag, the sealed value stays within
+/// [`MAX_HINT_COOKIE`].
+const HINT_PIECE: usize = 2700;
 
 /// The session cookie naming session `id`, sealed with the current key.
 pub(super) fn session(app: &App, id: &SessionId) -> String {
@@ -42,44 +52,78 @@ fn scoped_cookie_base(app: &App) -> String {
     }
 }
 
-fn logout_hint_name(app: &App) -> String {
-    format!("{}_logout", scoped_cookie_base(app))
+/// The name of the logout hint's cookie number `i` (the first has none).
+fn logout_hint_name(app: &App, i: usize) -> String {
+    match i {
+        0 => format!("{}_logout", scoped_cookie_base(app)),
+        i => format!("{}_logout_{i}", scoped_cookie_base(app)),
+    }
 }
 
 fn logout_hint_path(app: &App) -> String {
     app.config.endpoint_url("/oauth2/logout").path().to_string()
 }
 
-/// The `Set-Cookie` value carrying `id_token` for the logout of the session
-/// filed under `key`, or `None` when it would be too large for a browser to
-/// keep. The sealed value is bound to that key, so a hint from another
-/// session is never sent.
-pub(super) fn logout_hint_cookie(app: &App, key: &StoreKey, id_token: &str) -> Option<String> {
-    let mut payload = Vec::with_capacity(32 + id_token.len());
-    payload.extend_from_slice(key.as_bytes());
-    payload.extend_from_slice(id_token.as_bytes());
-    let sealed = app.sealer.seal(Purpose::LogoutHint, &payload);
+/// The `Set-Cookie` values carrying `id_token` for the logout of the
+/// session filed under `key` (one cookie, or a few for a large token), or
+/// `None` when it would take more than [`MAX_HINT_CHUNKS`]. Each sealed
+/// piece is bound to that key and to its place, so a hint from another
+/// session, or pieces of two hints, are never sent.
+pub(super) fn logout_hint_cookies(app: &App, key: &StoreKey, id_token: &str) -> Option<Vec<String>> {
+    let pieces: Vec<&[u8]> = id_token.as_bytes().chunks(HINT_PIECE).collect();
+    if pieces.is_empty() || pieces.len() > MAX_HINT_CHUNKS {
+        return None;
+    }
     let s = &app.config.session;
-    (sealed.len() <= MAX_HINT_COOKIE)
-        .then(|| set_cookie(&logout_hint_name(app), &sealed, &logout_hint_path(app), s.cookie_domain.as_deref(), s.cookie_secure, Some(s.ttl.as_secs())))
+    let count = pieces.len() as u8;
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let mut payload = Vec::with_capacity(34 + piece.len());
+            payload.extend_from_slice(key.as_bytes());
+            payload.extend_from_slice(&[i as u8, count]);
+            payload.extend_from_slice(piece);
+            let sealed = app.sealer.seal(Purpose::LogoutHint, &payload);
+            (sealed.len() <= MAX_HINT_COOKIE).then(|| {
+                let name = logout_hint_name(app, i);
+                set_cookie(&name, &sealed, &logout_hint_path(app), s.cookie_domain.as_deref(), s.cookie_secure, Some(s.ttl.as_secs()))
+            })
+        })
+        .collect()
 }
 
-/// The ID token a logout hint cookie holds for the session filed under `key`.
+/// The ID token the logout hint cookies hold for the session filed under
+/// `key`: every piece present, opened, bound to `key` and in its place.
 pub(super) fn logout_hint(app: &App, headers: &HeaderMap, key: &StoreKey) -> Option<String> {
-    cookies(headers, &logout_hint_name(app)).find_map(|value| {
-        let opened = app.sealer.open(Purpose::LogoutHint, value)?;
-        let (bound, token) = opened.payload.split_at_checked(32)?;
-        if bound != key.as_bytes() {
+    let piece = |i: usize| {
+        cookies(headers, &logout_hint_name(app, i)).find_map(|value| {
+            let opened = app.sealer.open(Purpose::LogoutHint, value)?;
+            let (bound, rest) = opened.payload.split_at_checked(32)?;
+            let (&[index, count], piece) = rest.split_at_checked(2)? else { return None };
+            (bound == key.as_bytes() && usize::from(index) == i && count > 0).then(|| (count, piece.to_vec()))
+        })
+    };
+    let (count, mut token) = piece(0)?;
+    if usize::from(count) > MAX_HINT_CHUNKS {
+        return None;
+    }
+    for i in 1..usize::from(count) {
+        let (c, more) = piece(i)?;
+        if c != count {
             return None;
         }
-        String::from_utf8(token.to_vec()).ok()
-    })
+        token.extend_from_slice(&more);
+    }
+    String::from_utf8(token).ok()
 }
 
-/// Clears the logout hint.
-pub(super) fn expire_logout_hint(app: &App) -> String {
+/// Clears the logout hint: each of its cookies.
+pub(super) fn expire_logout_hint(app: &App) -> Vec<String> {
     let s = &app.config.session;
-    expire_cookie(&logout_hint_name(app), &logout_hint_path(app), s.cookie_domain.as_deref(), s.cookie_secure)
+    (0..MAX_HINT_CHUNKS)
+        .map(|i| expire_cookie(&logout_hint_name(app, i), &logout_hint_path(app), s.cookie_domain.as_deref(), s.cookie_secure))
+        .collect()
 }
 
 fn signout_name(app: &App) -> String {

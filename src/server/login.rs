@@ -113,8 +113,9 @@ async fn finish(
     let key = id.store_key();
     // The ID token is only needed at logout: the browser keeps it in a
     // sealed cookie sent only to the logout endpoint, so the store does not
-    // hold it for the whole session. Too large for a cookie, it is stored.
-    let hint = cookies::logout_hint_cookie(app, &key, &result.id_token);
+    // hold it for the whole session. Too large for a few cookies, it is
+    // stored.
+    let hint = cookies::logout_hint_cookies(app, &key, &result.id_token);
     let session = Session {
         sid: claims.get("sid").and_then(|v| v.as_str()).map(Into::into),
         claims: StoredClaims::keep(&claims, rules.keep_claims),
@@ -156,8 +157,8 @@ async fn finish(
     }
     let mut response = redirect(&attempt.rd);
     cookies::add(&mut response, &cookies::session(app, &id));
-    if let Some(hint) = hint {
-        cookies::add(&mut response, &hint);
+    for hint in hint.iter().flatten() {
+        cookies::add(&mut response, hint);
     }
     Ok(response)
 }

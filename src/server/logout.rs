@@ -98,7 +98,9 @@ pub(super) async fn logout(app: &App, req: Request<Incoming>) -> Response<Body> 
         },
     };
     cookies::add(&mut response, &clear);
-    cookies::add(&mut response, &cookies::expire_logout_hint(app));
+    for expired in cookies::expire_logout_hint(app) {
+        cookies::add(&mut response, &expired);
+    }
     response
 }
 
