@@ -42,7 +42,7 @@ use config::OidcConfig;
 use crate::claims::Claims;
 use crate::clock::unix_now;
 use http::{LimitedHttp, describe_claims_error, describe_discovery, describe_reqwest, describe_token_error, read_limited};
-pub use tokens::decode_payload;
+pub use tokens::{BearerError, decode_payload};
 use tokens::{asymmetric_algs, check_claims_size};
 
 type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;

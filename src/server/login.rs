@@ -126,6 +126,7 @@ async fn finish(
         expires_at: now + ttl.as_secs(),
         last_seen: now,
         refreshed_at: now,
+        token: None,
         identity,
     };
     let session = Arc::new(session);

@@ -175,7 +175,9 @@ async fn end_sessions(
     if everywhere {
         let subject = session.identity.subject().to_string();
         for (other, s) in app.store.find(&Index::Subject(subject.clone())).await.map_err(unavailable)? {
-            if other == key || s.identity.subject() != subject {
+            // Personal access tokens outlive a sign-out: they are revoked on
+            // /oauth2/tokens or with `portcullis tokens revoke`.
+            if other == key || s.identity.subject() != subject || s.is_token() {
                 continue;
             }
             app.store.delete(&other).await.map_err(unavailable)?;
@@ -321,7 +323,7 @@ async fn notified(app: &App, body: Incoming) -> Result<Response<Body>, Failure> 
         let mut ended = 0;
         for (key, session) in app.store.find(&index).await? {
             // With both sid and sub, both must match.
-            if claims.sub.as_ref().is_some_and(|sub| *sub != session.identity.subject()) {
+            if claims.sub.as_ref().is_some_and(|sub| *sub != session.identity.subject()) || session.is_token() {
                 continue;
             }
             app.store.delete(&key).await?;
