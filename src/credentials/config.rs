@@ -116,7 +116,7 @@ mod tests {
     use super::*;
 
     fn raw(toml: &str) -> RawApi {
-        figment::Figment::from(figment::providers::Toml::string(toml)).extract().unwrap()
+        figment::Figment::from(<figment::providers::Toml as figment::providers::Format>::string(toml)).extract().unwrap()
     }
 
     #[test]

@@ -229,7 +229,7 @@ mod tests {
     use super::*;
 
     fn config(toml: &str) -> ApiConfig {
-        config::validate(figment::Figment::from(figment::providers::Toml::string(toml)).extract().unwrap()).unwrap()
+        config::validate(figment::Figment::from(<figment::providers::Toml as figment::providers::Format>::string(toml)).extract().unwrap()).unwrap()
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -20,8 +20,6 @@ use crate::oidc::OidcError;
 use crate::session::cookie::Purpose;
 use crate::session::{Index, StoreError, StoreKey, unix_now};
 
-/// Largest request body read (back-channel logout, the sign-out form).
-const MAX_REQUEST_BODY: usize = 64 * 1024;
 /// Least time a logout token's `jti` is remembered against replay.
 const JTI_MEMORY: Duration = Duration::from_secs(600);
 /// How long the way back from the provider's logout stays valid.
@@ -119,10 +117,7 @@ fn asked_by_our_site(headers: &HeaderMap) -> bool {
 
 /// The `token` field of a posted form, if the body can be read.
 async fn form_token(app: &App, body: Incoming) -> Option<String> {
-    use http_body_util::{BodyExt as _, Limited};
-    let read = tokio::time::timeout(app.config.header_timeout, Limited::new(body, MAX_REQUEST_BODY).collect());
-    let body = read.await.ok()?.ok()?.to_bytes();
-    url::form_urlencoded::parse(&body).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
+    query::form(app, body).await.ok()?.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v)
 }
 
 /// A confirmation token for the session filed under `key` (or for no
@@ -287,21 +282,13 @@ pub(super) async fn backchannel(app: &App, req: Request<Incoming>) -> Response<B
 
 /// The sessions a logout token in `body` ends, and how many they were.
 async fn notified(app: &App, body: Incoming) -> Result<Response<Body>, Failure> {
-    use http_body_util::{BodyExt as _, Limited};
     let refused = |reason: &str| {
         tracing::info!(event = "backchannel_logout_refused", reason, "back-channel logout refused");
         Failure::LogoutTokenRefused(reason.to_string())
     };
     let unavailable = || Failure::Unavailable(Step::Backchannel);
-    // A body that trickles in for longer than header_timeout is refused too.
-    let read = tokio::time::timeout(app.config.header_timeout, Limited::new(body, MAX_REQUEST_BODY).collect());
-    let body = match read.await {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) => return Err(refused("the request body is unreadable or too large")),
-        Err(_) => return Err(refused("the request body did not arrive within header_timeout")),
-    };
-    let Some(token) = url::form_urlencoded::parse(&body).find(|(k, _)| k == "logout_token").map(|(_, v)| v.into_owned())
-    else {
+    let fields = query::form(app, body).await.map_err(refused)?;
+    let Some(token) = fields.into_iter().find(|(k, _)| k == "logout_token").map(|(_, v)| v) else {
         return Err(refused("no logout_token"));
     };
     let claims = match app.oidc.verify_logout_token(&token).await {
