@@ -245,3 +245,114 @@ async fn credentials_through_nginx() {
 async fn credentials_through_caddy() {
     run(ProxyKind::Caddy).await;
 }
+
+fn alice(idp: &common::idp::Idp) {
+    idp.set_user(json!({"sub": "user-1", "preferred_username": "alice", "groups": ["family"]}));
+}
+
+#[tokio::test]
+async fn the_tokens_page_refuses_forged_forms_and_sends_signed_out_browsers_to_sign_in() {
+    let idp = common::idp::Idp::start().await;
+    alice(&idp);
+    let (svc, client, _) = common::signed_in(&idp).await;
+    let tokens = format!("{}/oauth2/tokens", svc.url);
+
+    // Signed out: a browser goes to sign in and comes back here; a script gets 401.
+    let r = common::browser().get(&tokens).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let to = url::Url::parse(&common::location(&r)).unwrap();
+    assert_eq!(to.path(), "/oauth2/start");
+    assert_eq!(query_param(&to, "rd").as_deref(), Some(tokens.as_str()));
+    assert_eq!(common::plain().get(&tokens).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    // A form without this session's CSRF token, or from another origin, makes nothing.
+    let html = common::tokens::page(&client, &svc.url).await;
+    let csrf = common::tokens::input_value(&html, "csrf").unwrap();
+    // Another person, signed in in another browser.
+    idp.set_user(json!({"sub": "user-2", "preferred_username": "bob"}));
+    let other = common::browser();
+    common::login(&other, &svc.url, &format!("{}/", svc.url)).await;
+    let others_csrf = common::tokens::input_value(&common::tokens::page(&other, &svc.url).await, "csrf").unwrap();
+    assert_ne!(csrf, others_csrf);
+    let create = |csrf: String, origin: &'static str| {
+        client
+            .post(&tokens)
+            .header("origin", origin)
+            .form(&[("csrf", csrf), ("action", "create".into()), ("name", "x".into()), ("expires", "30d".into())])
+            .send()
+    };
+    let own_origin: &'static str = Box::leak(svc.url.clone().into_boxed_str());
+    for (what, csrf, origin) in [
+        ("no csrf", String::new(), own_origin),
+        ("another session's csrf", others_csrf, own_origin),
+        ("another origin", csrf.clone(), "https://evil.test"),
+    ] {
+        let r = create(csrf, origin).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{what}");
+    }
+    // Bad names, hosts and expiries are refused with a reason.
+    for (name, expires, hosts) in [("", "30d", ""), ("ok", "forever", ""), ("ok", "30d", "photos.example.com/x"), (&"n".repeat(65)[..], "30d", "")] {
+        let r = client
+            .post(&tokens)
+            .form(&[("csrf", csrf.as_str()), ("action", "create"), ("name", name), ("expires", expires), ("hosts", hosts)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{name} {expires} {hosts}");
+    }
+    assert!(common::tokens::page(&client, &svc.url).await.contains("You have no tokens."));
+
+    // What a person types is shown as text, never as markup.
+    common::tokens::make(&client, &svc.url, "<script>alert(1)</script>", "30d", "").await;
+    let html = common::tokens::page(&client, &svc.url).await;
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !html.contains("<script>"), "{html}");
+    // Another person cannot revoke it.
+    let r = other
+        .post(&tokens)
+        .form(&[("csrf", common::tokens::input_value(&common::tokens::page(&other, &svc.url).await, "csrf").unwrap()), ("action", "revoke".into()), ("id", common::tokens::input_value(&html[html.find("<strong>").unwrap()..], "id").unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(common::tokens::page(&client, &svc.url).await.contains("&lt;script&gt;"), "still there");
+    assert!(common::tokens::page(&other, &svc.url).await.contains("You have no tokens."), "nor sees it");
+}
+
+#[tokio::test]
+async fn provider_tokens_need_the_required_scopes_and_an_audience_is_required() {
+    let idp = common::idp::Idp::start().await;
+    let toml = format!(
+        "{}\n[api]\nbearer_tokens = true\naudiences = [\"{AUDIENCE}\"]\nrequired_scopes = [\"photos.read\"]\n",
+        common::service::local_toml(&idp)
+    );
+    let svc = common::service::Service::start(&toml).await;
+    svc.wait_ready().await;
+    let token = |scope: Value| {
+        let k = key(0);
+        let claims = json!({"iss": idp.issuer, "aud": AUDIENCE, "sub": "user-1", "preferred_username": "alice", "exp": now() + 300, "scope": scope["scope"], "scp": scope["scp"]});
+        sign_jwt(&json!({"alg": "RS256", "kid": k.kid}), &claims, &k)
+    };
+    let ask = |t: String| {
+        common::plain().get(format!("{}/auth/nginx", svc.url)).header("x-original-url", "https://app.example.com/").bearer_auth(t).send()
+    };
+    let r = ask(token(json!({"scope": "openid photos.read"}))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers().get("x-portcullis-credential").unwrap(), "authorization");
+    let r = ask(token(json!({"scp": ["photos.read"]}))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "Entra's scp");
+    let r = ask(token(json!({"scope": "openid photos.write"}))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let challenge = r.headers().get(WWW_AUTHENTICATE).unwrap().to_str().unwrap();
+    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
+
+    // Turned on without an audience: refused at start, naming the key.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("check-config")
+        .env("PORTCULLIS_API__BEARER_TOKENS", "true")
+        .env("PORTCULLIS_CONFIG", svc.dir.path().join("portcullis.toml"))
+        .env("PORTCULLIS_API__AUDIENCES", "[]")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api.audiences"), "{}", String::from_utf8_lossy(&out.stderr));
+}
