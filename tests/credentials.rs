@@ -98,9 +98,12 @@ async fn run(kind: ProxyKind) {
     let public = s.layout.public_url();
     let url = "https://app.example.com/api/albums?page=2";
 
-    // A person signs in and makes tokens on /oauth2/tokens.
+    // A person signs in and makes tokens on /oauth2/tokens, linked from
+    // portcullis's own page.
     let browser = s.browser();
     sign_in(&s, &browser, "https://app.example.com/").await;
+    let own = get(&browser, &format!("{public}/oauth2/signed-out")).await.text().await.unwrap();
+    assert!(own.contains(&format!("<a href=\"{public}/oauth2/tokens\">Personal access tokens</a>")), "{own}");
     let phone = common::tokens::make(&browser, public, "Immich on my phone", "90d", "").await;
     let elsewhere = common::tokens::make(&browser, public, "Files only", "never", "files.example.com").await;
     let listed = common::tokens::page(&browser, public).await;

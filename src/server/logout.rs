@@ -205,7 +205,13 @@ pub(super) async fn signed_out(app: &App, req: &Request<Incoming>) -> Response<B
         Some(SignOutState { ended, .. }) => respond::signed_out(headers, ended, sign_in.as_str()),
         None => match super::session::load(app, headers).await {
             Ok(Some(loaded)) => {
-                respond::signed_in(headers, &loaded.session.identity.user(), app.config.endpoint_url("/oauth2/logout").as_str())
+                let tokens = app.config.api.personal_tokens.then(|| app.config.endpoint_url("/oauth2/tokens"));
+                respond::signed_in(
+                    headers,
+                    loaded.session.identity.user(),
+                    app.config.endpoint_url("/oauth2/logout").as_str(),
+                    tokens.as_ref().map(url::Url::as_str),
+                )
             }
             _ => respond::signed_out(headers, None, sign_in.as_str()),
         },

@@ -264,9 +264,13 @@ pub(super) fn signed_out(headers: &HeaderMap, ended: Option<u64>, sign_in: &str)
     r
 }
 
-/// The same page for a browser that is (still, or again) signed in.
-pub(super) fn signed_in(headers: &HeaderMap, user: &str, sign_out: &str) -> Response<Body> {
-    let link = format!("<p><a href=\"{}\">Sign out</a></p>\n", html_escape(sign_out));
+/// The same page for a browser that is (still, or again) signed in, with
+/// a link to the personal access tokens page when there is one.
+pub(super) fn signed_in(headers: &HeaderMap, user: &str, sign_out: &str, tokens: Option<&str>) -> Response<Body> {
+    let mut link = format!("<p><a href=\"{}\">Sign out</a></p>\n", html_escape(sign_out));
+    if let Some(tokens) = tokens {
+        link.push_str(&format!("<p><a href=\"{}\">Personal access tokens</a> for apps and devices</p>\n", html_escape(tokens)));
+    }
     page_with(headers, StatusCode::OK, "Signed in", &format!("You are signed in as {user}."), &link)
 }
 
