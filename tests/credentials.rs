@@ -139,6 +139,12 @@ async fn run(kind: ProxyKind) {
     admitted_as_alice(&s, r, "provider token").await;
     let r = with_header(&s, url, "Authorization", &format!("Bearer {good}")).await;
     admitted_as_alice(&s, r, "provider token, cached").await;
+    if kind == ProxyKind::Nginx {
+        // (Caddy drops Proxy-Authorization as a hop-by-hop header.)
+        let r = with_header(&s, url, "Proxy-Authorization", &format!("Bearer {good}")).await;
+        let seen = admitted_as_alice(&s, r, "provider token in Proxy-Authorization").await;
+        assert_eq!(seen.header("proxy-authorization"), None, "{seen:?}");
+    }
 
     // Refused, with 401 and RFC 6750's challenge, and never a redirect,
     // even for a browser's Accept: a token that is not one, a wrong
