@@ -207,12 +207,18 @@ impl Oidc {
 
     /// Checks a provider access token brought as a bearer credential
     /// (`[api] bearer_tokens`): as every access token (signature, `iss`,
-    /// `exp`, `nbf`), and its `aud` must name one of `audiences` and its
+    /// `exp`, `nbf`), with an algorithm the provider's discovery lists in
+    /// `id_token_signing_alg_values_supported`; its `aud` must name one of `audiences` and its
     /// scopes (`scope`, or Entra's `scp`) include every one of `scopes`.
     /// Returns its claims.
     pub async fn verify_bearer(&self, token: &str, audiences: &[String], scopes: &[String]) -> Result<Claims, BearerError> {
         let provider = self.provider().map_err(|e| BearerError::Unavailable(e.to_string()))?;
         let header = crate::claims::jwt_header(token).ok_or_else(|| BearerError::Invalid("invalid", "it is not a JWT".into()))?;
+        let advertised = serde_json::from_value::<CoreJwsSigningAlgorithm>(header.get("alg").cloned().unwrap_or_default())
+            .is_ok_and(|alg| provider.signing_algs.contains(&alg));
+        if !advertised {
+            return Err(BearerError::Invalid("invalid", "its algorithm is not one the provider says it signs with".into()));
+        }
         let claims = self.checked_access_token(&provider, token, &header).await?;
         let aud_ok = match claims.get("aud") {
             Some(serde_json::Value::String(a)) => audiences.contains(a),
