@@ -52,6 +52,8 @@ pub struct Metrics {
     /// The session cache's hit and miss counters (in `cache`), made once:
     /// the redis store's verifies bump one each.
     session_cache: [Counter; 2],
+    /// The same for the cache of verified provider bearer tokens.
+    bearer_cache: [Counter; 2],
     /// Verify answers by `endpoint` (`nginx`, `forward`) and `outcome`
     /// (`allow`, `bypass`, `unauthenticated`, `deny`, `bad_request`, `error`).
     pub verify: Family<Labels<2>, Counter>,
@@ -99,9 +101,12 @@ impl Metrics {
         let cache: Family<Labels<2>, Counter> = Family::default();
         let session_cache =
             ["hit", "miss"].map(|r| cache.get_or_create(&[("cache", "sessions"), ("result", r)]).clone());
+        let bearer_cache =
+            ["hit", "miss"].map(|r| cache.get_or_create(&[("cache", "bearer_tokens"), ("result", r)]).clone());
         let m = Metrics {
             verify_by,
             session_cache,
+            bearer_cache,
             verify,
             // 50 µs .. ~1.6 s
             verify_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
@@ -160,6 +165,10 @@ impl Metrics {
     /// Counts one lookup in the redis store's in-process session cache.
     pub fn session_cache(&self, hit: bool) {
         self.session_cache[usize::from(!hit)].inc();
+    }
+
+    pub fn bearer_cache(&self, hit: bool) {
+        self.bearer_cache[usize::from(!hit)].inc();
     }
 
     pub fn credential_refused(&self, kind: &'static str, reason: &'static str) {

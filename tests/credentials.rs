@@ -243,6 +243,12 @@ async fn run(kind: ProxyKind) {
     assert_eq!(r.status(), StatusCode::OK);
     let metrics = reqwest::get(format!("{}/metrics", s.svc.url)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("portcullis_credentials_refused_total{kind=\"personal\",reason=\"rate_limited\"}"), "{metrics}");
+    // The provider token was verified once, then answered from the cache.
+    let hits = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_cache_lookups_total{cache=\"bearer_tokens\",result=\"hit\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(hits.is_some_and(|n| n >= 1), "{metrics}");
 }
 
 #[tokio::test]

@@ -159,7 +159,7 @@ impl BearerCache {
     /// The verified token of this hash, while it has not expired.
     pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<Verified>> {
         let hit = self.0.get(hash).filter(|v| v.expires_at > crate::clock::unix_now());
-        crate::metrics::get().cache("bearer_tokens", hit.is_some());
+        crate::metrics::get().bearer_cache(hit.is_some());
         hit
     }
 
