@@ -295,6 +295,9 @@ impl Config {
         if self.oidc.insecure_http {
             w.push("oidc.insecure_http = true: tokens travel unencrypted between portcullis and the identity provider; use it for tests only".into());
         }
+        if self.api.forward_credentials {
+            w.push("api.forward_credentials = true: the apps receive the tokens people use with portcullis, and any of them could use those tokens at every other app behind it".into());
+        }
         if self.session.store == StoreKind::Memory {
             w.push("session.store = \"memory\": sessions end when portcullis restarts and are not shared; run one instance only, or use the redis store".into());
         }
@@ -542,6 +545,9 @@ client_secret = "s3cret"
         assert!(w.contains("cookie_secure"), "{w}");
         assert!(w.contains("`.co.uk` looks like a public suffix") && w.contains("`.com` looks like"), "{w}");
         assert!(!w.contains("`.example.com`"), "{w}");
+        let toml = format!("{}\n[api]\nforward_credentials = true\n", base());
+        let w = Config::from_toml_str(&toml).unwrap().warnings().join("\n");
+        assert!(w.contains("api.forward_credentials"), "{w}");
     }
 
     #[test]
