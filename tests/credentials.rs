@@ -208,6 +208,19 @@ async fn run(kind: ProxyKind) {
     assert_eq!(seen.header("remote-user"), Some(SERVICE_ACCOUNT), "{seen:?}");
     assert_eq!(seen.header("authorization"), None);
 
+    // The provider rotates its key: a token naming a key portcullis has
+    // not seen makes it fetch the provider's keys again, once.
+    s.idp.rotate_to(1);
+    let rotated = {
+        let k = key(1);
+        let claims = json!({"iss": s.idp.issuer, "aud": AUDIENCE, "sub": "user-1", "preferred_username": "alice",
+                            "email": "alice@example.com", "email_verified": true, "name": "Alice Liddell",
+                            "groups": ["family", "photos"], "exp": now() + 300});
+        sign_jwt(&json!({"alg": "RS256", "kid": k.kid}), &claims, &k)
+    };
+    let r = with_header(&s, url, "Authorization", &format!("Bearer {rotated}")).await;
+    admitted_as_alice(&s, r, "a token signed with the provider's new key").await;
+
     // Revoked on the page: refused from the next request on.
     common::tokens::revoke(&browser, public, "Immich on my phone").await;
     let r = with_header(&s, url, "X-Portcullis-Token", &phone).await;
