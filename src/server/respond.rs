@@ -32,6 +32,8 @@ pub(super) enum Step {
     Userinfo,
     /// Back-channel logout: the provider's keys or the store.
     Backchannel,
+    /// `/oauth2/tokens` reading or writing the person's tokens.
+    Tokens,
 }
 
 /// What went wrong, by kind; [`failure`] turns each into its answer.
@@ -162,6 +164,7 @@ fn unavailable(headers: &HeaderMap, step: Step) -> Response<Body> {
         Step::Userinfo => json(status, &serde_json::json!({"error": "session store unavailable"})),
         // The provider retries.
         Step::Backchannel => json(status, &serde_json::json!({"error": "temporarily_unavailable"})),
+        Step::Tokens => page(headers, status, "Tokens unavailable", "The session store cannot be reached right now. Please try again in a moment."),
     }
 }
 

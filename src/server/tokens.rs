@@ -76,7 +76,7 @@ async fn signed_in(app: &App, headers: &HeaderMap) -> Result<Loaded, Failure> {
     match super::session::load(app, headers).await {
         Ok(Some(loaded)) => Ok(loaded),
         Ok(None) => Err(Failure::NotSignedIn),
-        Err(_) => Err(Failure::Unavailable(Step::Userinfo)),
+        Err(_) => Err(Failure::Unavailable(Step::Tokens)),
     }
 }
 
@@ -111,7 +111,7 @@ fn csrf(loaded: &Loaded) -> String {
 /// The person's tokens, newest first.
 async fn tokens_of(app: &App, session: &Session) -> Result<Vec<(StoreKey, Arc<Session>)>, Failure> {
     let subject = session.identity.subject();
-    let found = app.store.find(&Index::Subject(subject.to_string())).await.map_err(|_| Failure::Unavailable(Step::Userinfo))?;
+    let found = app.store.find(&Index::Subject(subject.to_string())).await.map_err(|_| Failure::Unavailable(Step::Tokens))?;
     let mut tokens: Vec<_> = found.into_iter().filter(|(_, s)| s.is_token() && s.identity.subject() == subject).collect();
     tokens.sort_by_key(|(_, s)| std::cmp::Reverse(s.created_at));
     Ok(tokens)
@@ -158,7 +158,7 @@ async fn create(app: &App, loaded: &Loaded, name: &str, expires: &str, hosts: &s
     };
     app.store.put(&key, Arc::new(record), ttl).await.map_err(|e| {
         tracing::error!(error = %e, "a personal access token could not be stored");
-        Failure::Unavailable(Step::SaveSession)
+        Failure::Unavailable(Step::Tokens)
     })?;
     let identity = &person.identity;
     tracing::info!(event = "token_created", user = %identity.user(), person = %identity.person(), subject = %identity.subject(), token = %name, expires, "personal access token made");
@@ -167,7 +167,7 @@ async fn create(app: &App, loaded: &Loaded, name: &str, expires: &str, hosts: &s
 }
 
 async fn revoke(app: &App, loaded: &Loaded, id: &str) -> Result<(), Failure> {
-    let unavailable = |_| Failure::Unavailable(Step::Logout);
+    let unavailable = |_| Failure::Unavailable(Step::Tokens);
     let key = StoreKey::from_text(id).ok_or_else(|| Failure::bad_request("No such token."))?;
     let identity = &loaded.session.identity;
     let record = app.store.get_fresh(&key).await.map_err(unavailable)?;
