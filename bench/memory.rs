@@ -66,6 +66,7 @@ fn session(i: usize) -> Session {
         expires_at: u64::MAX,
         last_seen: 1795000000,
         refreshed_at: 1795000000,
+        token: None,
     }
 }
 

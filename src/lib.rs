@@ -17,6 +17,7 @@ mod assertion;
 pub mod claims;
 mod clock;
 pub mod config;
+pub mod credentials;
 mod criteria;
 mod deadline;
 pub mod explain;

@@ -46,14 +46,40 @@ enum Command {
         #[command(subcommand)]
         action: SessionsAction,
     },
+    /// List or revoke personal access tokens in the configured (redis) store.
+    Tokens {
+        #[command(subcommand)]
+        action: TokensAction,
+    },
 }
 
 #[derive(Subcommand)]
 enum SessionsAction {
     /// Show the sessions of a user (never their tokens).
     List(Who),
-    /// End every session of a user, on every instance.
+    /// End every session of a user, on every instance, and revoke their
+    /// personal access tokens.
+    Revoke {
+        #[command(flatten)]
+        who: Who,
+        /// End the sessions only; keep the personal access tokens.
+        #[arg(long)]
+        sessions_only: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensAction {
+    /// Show the personal access tokens of a user (name, dates, hosts; never the token).
+    List(Who),
+    /// Revoke every personal access token of a user, on every instance.
     Revoke(Who),
+}
+
+/// What `sessions` and `tokens` do.
+enum StoreAction {
+    List { tokens: bool },
+    Revoke(portcullis::session::Revoke),
 }
 
 #[derive(clap::Args)]
@@ -92,11 +118,24 @@ fn main() -> ExitCode {
             portcullis::explain::run(cli.config.as_deref(), &claims, url.as_deref(), &method, json)
         }
         Command::Serve => serve(cli.config),
-        Command::Sessions { action } => sessions(cli.config, action),
+        Command::Sessions { action } => match action {
+            SessionsAction::List(who) => sessions(cli.config, &who, StoreAction::List { tokens: false }),
+            SessionsAction::Revoke { who, sessions_only } => {
+                let what = if sessions_only { Revoke::Sessions } else { Revoke::All };
+                sessions(cli.config, &who, StoreAction::Revoke(what))
+            }
+        },
+        Command::Tokens { action } => match action {
+            TokensAction::List(who) => sessions(cli.config, &who, StoreAction::List { tokens: true }),
+            TokensAction::Revoke(who) => sessions(cli.config, &who, StoreAction::Revoke(Revoke::Tokens)),
+        },
     }
 }
 
-fn sessions(path: Option<PathBuf>, action: SessionsAction) -> ExitCode {
+use portcullis::session::Revoke;
+
+/// `sessions` and `tokens`: both read the store's index of a person.
+fn sessions(path: Option<PathBuf>, who: &Who, action: StoreAction) -> ExitCode {
     use portcullis::session::{Index, open_store, revoke};
     let config = match Config::load(path.as_deref()) {
         Ok(c) => c,
@@ -108,13 +147,10 @@ fn sessions(path: Option<PathBuf>, action: SessionsAction) -> ExitCode {
     if config.session.store != portcullis::config::StoreKind::Redis {
         eprintln!(
             "portcullis: the memory store lives inside the running portcullis process; \
-             `portcullis sessions` needs session.store = \"redis\""
+             `portcullis sessions` and `portcullis tokens` need session.store = \"redis\""
         );
         return ExitCode::from(2);
     }
-    let who = match &action {
-        SessionsAction::List(w) | SessionsAction::Revoke(w) => w,
-    };
     let index = match (&who.user, &who.sub) {
         (Some(u), _) => Index::User(u.clone()),
         (None, Some(s)) => Index::Subject(s.clone()),
@@ -130,21 +166,35 @@ fn sessions(path: Option<PathBuf>, action: SessionsAction) -> ExitCode {
             }
         };
         match action {
-            SessionsAction::List(_) => match store.find(&index).await {
+            StoreAction::List { tokens } => match store.find(&index).await {
                 Ok(found) => {
-                    println!("{:<20} {:<20} {:<20} {:<16} {:<16} SUBJECT", "CREATED", "LAST SEEN", "EXPIRES", "USER", "PERSON");
-                    for (_, s) in &found {
-                        println!(
-                            "{:<20} {:<20} {:<20} {:<16} {:<16} {}",
-                            timestamp(s.created_at),
-                            timestamp(s.last_seen.max(s.created_at)),
-                            timestamp(s.expires_at),
-                            s.identity.user(),
-                            s.identity.person(),
-                            s.identity.subject()
-                        );
+                    let found: Vec<_> = found.into_iter().filter(|(_, s)| s.is_token() == tokens).collect();
+                    if tokens {
+                        println!("{:<20} {:<20} {:<20} {:<16} {:<24} HOSTS", "CREATED", "LAST USED", "EXPIRES", "USER", "NAME");
+                    } else {
+                        println!("{:<20} {:<20} {:<20} {:<16} {:<16} SUBJECT", "CREATED", "LAST SEEN", "EXPIRES", "USER", "PERSON");
                     }
-                    eprintln!("{} session(s)", found.len());
+                    for (_, s) in &found {
+                        let (created, seen) = (timestamp(s.created_at), timestamp(s.last_seen.max(s.created_at)));
+                        match &s.token {
+                            Some(t) => println!(
+                                "{created:<20} {:<20} {:<20} {:<16} {:<24} {}",
+                                if s.last_seen == 0 { "never".to_string() } else { seen },
+                                if t.no_expiry { "never".to_string() } else { timestamp(s.expires_at) },
+                                s.identity.user(),
+                                t.name,
+                                if t.hosts.is_empty() { "any".to_string() } else { t.hosts.join(",") }
+                            ),
+                            None => println!(
+                                "{created:<20} {seen:<20} {:<20} {:<16} {:<16} {}",
+                                timestamp(s.expires_at),
+                                s.identity.user(),
+                                s.identity.person(),
+                                s.identity.subject()
+                            ),
+                        }
+                    }
+                    eprintln!("{} {}", found.len(), if tokens { "token(s)" } else { "session(s)" });
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -152,9 +202,13 @@ fn sessions(path: Option<PathBuf>, action: SessionsAction) -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
-            SessionsAction::Revoke(_) => match revoke(store.as_ref(), &index).await {
-                Ok(n) => {
-                    println!("{n} session(s) ended");
+            StoreAction::Revoke(what) => match revoke(store.as_ref(), &index, what).await {
+                Ok((sessions, tokens)) => {
+                    match what {
+                        Revoke::All => println!("{sessions} session(s) ended, {tokens} token(s) revoked"),
+                        Revoke::Sessions => println!("{sessions} session(s) ended"),
+                        Revoke::Tokens => println!("{tokens} token(s) revoked"),
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

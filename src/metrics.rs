@@ -56,6 +56,8 @@ pub struct Metrics {
     /// The session cache's hit and miss counters (in `cache`), made once:
     /// the redis store's verifies bump one each.
     session_cache: [Counter; 2],
+    /// The same for the cache of verified provider bearer tokens.
+    bearer_cache: [Counter; 2],
     /// Verify answers by `endpoint` (`nginx`, `forward`) and `outcome`
     /// (`allow`, `bypass`, `unauthenticated`, `deny`, `bad_request`, `error`).
     pub verify: Family<Labels<2>, Counter>,
@@ -79,6 +81,12 @@ pub struct Metrics {
     /// `idle`, `refresh_refused`, `no_longer_allowed`, `reconfigured`,
     /// `backchannel`, `too_many`).
     pub sessions_ended: Family<Labels<1>, Counter>,
+    /// Credentials (`[api]`) refused, by `kind` (`personal`, `bearer`)
+    /// and `reason` (`invalid`, `expired`, `revoked`, `host`, `scope`,
+    /// `identity`, `rate_limited`).
+    pub credentials_refused: Family<Labels<2>, Counter>,
+    /// Personal access tokens made on `/oauth2/tokens`.
+    pub tokens_created: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -108,9 +116,12 @@ impl Metrics {
         for o in GRAPH_OUTCOMES {
             drop(graph_calls.get_or_create(&[("outcome", o)]));
         }
+        let bearer_cache =
+            ["hit", "miss"].map(|r| cache.get_or_create(&[("cache", "bearer_tokens"), ("result", r)]).clone());
         let m = Metrics {
             verify_by,
             session_cache,
+            bearer_cache,
             verify,
             // 50 µs .. ~1.6 s
             verify_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
@@ -122,6 +133,8 @@ impl Metrics {
             cache,
             sessions_created: Counter::default(),
             sessions_ended: Family::default(),
+            credentials_refused: Family::default(),
+            tokens_created: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("verify_requests", "Verify answers by endpoint and outcome", m.verify.clone());
@@ -134,6 +147,8 @@ impl Metrics {
         registry.register("cache_lookups", "Cache lookups by cache and result", m.cache.clone());
         registry.register("sessions_created", "Sessions created at login", m.sessions_created.clone());
         registry.register("sessions_ended", "Sessions ended by reason", m.sessions_ended.clone());
+        registry.register("credentials_refused", "Credentials refused by kind and reason", m.credentials_refused.clone());
+        registry.register("tokens_created", "Personal access tokens made", m.tokens_created.clone());
         Metrics { registry, ..m }
     }
 
@@ -165,6 +180,14 @@ impl Metrics {
     /// Counts one lookup in the redis store's in-process session cache.
     pub fn session_cache(&self, hit: bool) {
         self.session_cache[usize::from(!hit)].inc();
+    }
+
+    pub fn bearer_cache(&self, hit: bool) {
+        self.bearer_cache[usize::from(!hit)].inc();
+    }
+
+    pub fn credential_refused(&self, kind: &'static str, reason: &'static str) {
+        self.credentials_refused.get_or_create(&[("kind", kind), ("reason", reason)]).inc();
     }
 
     pub fn cache(&self, cache: &'static str, hit: bool) {

@@ -213,6 +213,7 @@ impl Upkeep<'_> {
             expires_at: session.expires_at,
             last_seen: now,
             refreshed_at: now,
+            token: None,
         };
         let Some(ttl) = updated.remaining() else { return Ok(None) };
         let reindex = updated.indexes() != session.indexes();

@@ -1,6 +1,7 @@
 //! Sessions across instances and over time: several portcullis processes
 //! on one Redis, back-channel and front-channel logout, and the
-//! `sessions` command.
+//! `sessions` command; personal access tokens revoked on one instance and
+//! the `tokens` command.
 
 mod common;
 
@@ -232,8 +233,13 @@ async fn invalid_logout_tokens_are_400_and_revoke_nothing() {
 }
 
 fn sessions_cmd(svc: &Service, args: &[&str]) -> (i32, String, String) {
+    command(svc, "sessions", args)
+}
+
+/// `portcullis COMMAND ARGS --config` with `svc`'s configuration.
+fn command(svc: &Service, command: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("sessions")
+        .arg(command)
         .args(args)
         .arg("--config")
         .arg(svc.dir.path().join("portcullis.toml"))
@@ -281,4 +287,82 @@ async fn sessions_command_explains_the_memory_store() {
     let (code, _, err) = sessions_cmd(&svc, &["list", "--user", "x"]);
     assert_eq!(code, 2);
     assert!(err.contains("redis"), "{err}");
+}
+
+/// Asks `/auth/nginx` at `base` about `url` with the personal token `token`.
+async fn with_token(base: &str, token: &str, url: &str) -> u16 {
+    plain().get(format!("{base}/auth/nginx")).header("x-original-url", url).bearer_auth(token).send().await.unwrap().status().as_u16()
+}
+
+/// Polls until `token` is refused at `base`, failing if that takes longer than `bound`.
+async fn token_refused_within(base: &str, token: &str, url: &str, bound: std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        match with_token(base, token, url).await {
+            401 => return,
+            200 => assert!(started.elapsed() < bound, "still accepted after {:?}", started.elapsed()),
+            other => panic!("verify answered {other}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn revoked_tokens_are_refused_on_every_instance_within_the_cache_ttl() {
+    let Some(redis) = Redis::start().await else { return };
+    let idp = Idp::start().await;
+    let (a, b) = two_instances(&idp, &redis).await;
+    idp.set_user(json!({"sub": "sub-dave", "preferred_username": "dave"}));
+    let client = browser();
+    let home = format!("{}/", a.url);
+    login(&client, &a.url, &home).await;
+    let sync = common::tokens::make(&client, &a.url, "sync", "30d", "").await;
+    let backup = common::tokens::make(&client, &a.url, "backup", "never", "").await;
+    // Both instances know them (and now hold them in their caches).
+    for base in [&a.url, &b.url] {
+        assert_eq!(with_token(base, &sync, &home).await, 200);
+        assert_eq!(with_token(base, &backup, &home).await, 200);
+    }
+
+    // Revoked on the page at one instance: refused there at once, on the
+    // other within session.cache_ttl.
+    common::tokens::revoke(&client, &a.url, "sync").await;
+    assert_eq!(with_token(&a.url, &sync, &home).await, 401);
+    token_refused_within(&b.url, &sync, &home, CACHE_BOUND).await;
+    assert_eq!(with_token(&b.url, &backup, &home).await, 200, "only that one");
+
+    // `tokens list` shows the person's tokens, never a token itself.
+    let (code, out, err) = command(&a, "tokens", &["list", "--user", "dave"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("backup") && !out.contains("sync"), "{out}");
+    assert!(!out.contains("pcat_"), "{out}");
+    // `sessions list` shows sessions only.
+    let (_, out, _) = sessions_cmd(&a, &["list", "--user", "dave"]);
+    assert_eq!(out.lines().filter(|l| l.contains("dave")).count(), 1, "{out}");
+
+    // A later sign-in (a 12 h session) keeps the person's index as long
+    // as the token that never expires.
+    login(&browser(), &a.url, &home).await;
+    let index_ttl: i64 = redis.cli(&["TTL", "portcullis:index:user:dave"]).trim().parse().unwrap();
+    assert!(index_ttl > 9 * 365 * 86400, "the index would forget the token: {index_ttl}");
+    // `sessions revoke --sessions-only` keeps the tokens ...
+    let (code, out, err) = sessions_cmd(&a, &["revoke", "--user", "dave", "--sessions-only"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 session(s) ended"), "{out}");
+    client_ended_within(&client, &a.url, &home, CACHE_BOUND).await;
+    assert_eq!(with_token(&b.url, &backup, &home).await, 200);
+    // ... `tokens revoke` ends them, everywhere.
+    let (code, out, err) = command(&a, "tokens", &["revoke", "--sub", "sub-dave"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 token(s) revoked"), "{out}");
+    token_refused_within(&b.url, &backup, &home, CACHE_BOUND).await;
+    assert_eq!(with_token(&a.url, &backup, &home).await, 401);
+
+    // And `sessions revoke` (without --sessions-only) takes tokens too.
+    login(&client, &a.url, &home).await;
+    let third = common::tokens::make(&client, &a.url, "third", "30d", "").await;
+    assert_eq!(with_token(&b.url, &third, &home).await, 200);
+    let (_, out, _) = sessions_cmd(&a, &["revoke", "--user", "dave"]);
+    assert!(out.contains("1 session(s) ended, 1 token(s) revoked"), "{out}");
+    token_refused_within(&b.url, &third, &home, CACHE_BOUND).await;
 }

@@ -112,6 +112,22 @@ async fn without_the_cache_an_outage_fails_closed_at_once() {
 }
 
 #[tokio::test]
+async fn personal_tokens_fail_closed_when_redis_is_down() {
+    let Some(mut redis) = Redis::start().await else { return };
+    let idp = Idp::start().await;
+    let (svc, client, home) = common::signed_in_with(&format!("{}cache_ttl = \"0s\"\n", redis_toml(&idp, &redis))).await;
+    let token = common::tokens::make(&client, &svc.url, "sync", "30d", "").await;
+    let ask = || common::plain().get(format!("{}/auth/nginx", svc.url)).header("x-original-url", &home).bearer_auth(&token).send();
+    assert_eq!(ask().await.unwrap().status(), 200);
+    redis.stop();
+    let status = ask().await.unwrap().status();
+    assert_eq!(status, 503, "a token with Redis down");
+    let r = client.get(format!("{}/oauth2/tokens", svc.url)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("Tokens unavailable"));
+}
+
+#[tokio::test]
 async fn redis_down_at_start_then_up() {
     let Some(mut redis) = Redis::start().await else { return };
     redis.stop();

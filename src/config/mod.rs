@@ -88,6 +88,8 @@ pub struct RawConfig {
     pub upstream_headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
     #[serde(default)]
     pub graph: crate::graph::GraphConfig,
+    #[serde(default)]
+    pub api: crate::credentials::RawApi,
 }
 
 fn default_listen() -> String {
@@ -129,6 +131,7 @@ pub struct Config {
     pub policy: Vec<PolicyRule>,
     pub upstream_headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
     pub graph: crate::graph::GraphConfig,
+    pub api: crate::credentials::ApiConfig,
 }
 
 impl Config {
@@ -180,6 +183,7 @@ impl Config {
         let oidc = crate::oidc::config::validate(raw.oidc)?;
         let session = crate::session::config::validate(raw.session)?;
         let graph = raw.graph.validate(&oidc)?;
+        let api = crate::credentials::config::validate(raw.api)?;
 
         let mut allowed = match raw.allowed_redirect_domains {
             Some(list) => {
@@ -266,6 +270,7 @@ impl Config {
             policy: raw.policy,
             upstream_headers: raw.upstream_headers,
             graph,
+            api,
         };
         // The post-logout URI in effect, shown by check-config as it is.
         let signed_out = config.endpoint_url("/oauth2/signed-out");
@@ -289,6 +294,9 @@ impl Config {
         }
         if self.oidc.insecure_http {
             w.push("oidc.insecure_http = true: tokens travel unencrypted between portcullis and the identity provider; use it for tests only".into());
+        }
+        if self.api.forward_credentials {
+            w.push("api.forward_credentials = true: the apps receive the tokens people use with portcullis, and any of them could use those tokens at every other app behind it".into());
         }
         if self.session.store == StoreKind::Memory {
             w.push("session.store = \"memory\": sessions end when portcullis restarts and are not shared; run one instance only, or use the redis store".into());
@@ -537,6 +545,9 @@ client_secret = "s3cret"
         assert!(w.contains("cookie_secure"), "{w}");
         assert!(w.contains("`.co.uk` looks like a public suffix") && w.contains("`.com` looks like"), "{w}");
         assert!(!w.contains("`.example.com`"), "{w}");
+        let toml = format!("{}\n[api]\nforward_credentials = true\n", base());
+        let w = Config::from_toml_str(&toml).unwrap().warnings().join("\n");
+        assert!(w.contains("api.forward_credentials"), "{w}");
     }
 
     #[test]

@@ -261,6 +261,22 @@ impl Mapper {
         mapping.result
     }
 
+    /// Whether an identity mapped earlier (a personal access token's,
+    /// kept from when it was made) would still be let in by these rules:
+    /// a member of one of `required_groups`, and not of role `none`.
+    pub fn admits(&self, identity: &Identity) -> Result<(), Refusal> {
+        if identity.role().eq_ignore_ascii_case(ROLE_NONE) {
+            return Err(Refusal::new("the account has role `none`"));
+        }
+        if !self.required_groups.is_empty() {
+            let groups = names::normalize_groups(identity.groups(), self.config.group_paths);
+            if !names::any_in(&self.required_groups, &groups) {
+                return Err(Refusal::new("the person is not a member of any group allowed to sign in here (identity.required_groups)"));
+            }
+        }
+        Ok(())
+    }
+
     /// Maps merged claims and says which rule and role-map entry decided.
     pub fn explain(&self, claims: &Claims) -> Mapping {
         let mut m = Mapping { result: Err(Refusal::new("")), rule: None, role_from: None, notes: Vec::new() };

@@ -512,3 +512,18 @@ fn identities_from_older_sessions_still_load() {
     let id: Identity = serde_json::from_str(old).unwrap();
     assert_eq!(id.person_email(), None);
 }
+
+#[test]
+fn an_identity_mapped_earlier_is_checked_against_the_rules_now() {
+    // Mapped when only `family` had to be a member ...
+    let then = mapper("[identity]\nrequired_groups = [\"family\"]");
+    let kid = then.map(&claims(json!({"sub": "k1", "preferred_username": "kim", "groups": ["Family", "kids"]}))).unwrap();
+    assert_eq!(then.admits(&kid), Ok(()));
+    // ... still let in when the required groups are written differently ...
+    assert_eq!(mapper("[identity]\nrequired_groups = [\"FAMILY\", \"admins\"]").admits(&kid), Ok(()));
+    // ... but no longer once her groups are not among them, or her role is `none`.
+    let refusal = mapper("[identity]\nrequired_groups = [\"admins\"]").admits(&kid).unwrap_err();
+    assert!(refusal.reason.contains("required_groups"), "{refusal}");
+    let none = IdentityParts { role: ROLE_NONE.into(), ..kid.to_parts() }.into();
+    assert!(then.admits(&none).is_err());
+}

@@ -42,7 +42,7 @@ use config::OidcConfig;
 use crate::claims::Claims;
 use crate::clock::unix_now;
 use http::{LimitedHttp, describe_claims_error, describe_discovery, describe_reqwest, describe_token_error, read_limited};
-pub use tokens::decode_payload;
+pub use tokens::{BearerError, decode_payload};
 use tokens::{asymmetric_algs, check_claims_size};
 
 type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
@@ -135,6 +135,8 @@ struct Provider {
     client: Client,
     jwks_uri: openidconnect::JsonWebKeySetUrl,
     end_session: Option<Url>,
+    /// The algorithms the provider says it signs with.
+    signing_algs: Vec<CoreJwsSigningAlgorithm>,
     jwks: ArcSwap<CoreJsonWebKeySet>,
     last_refetch: Mutex<Option<Instant>>,
 }
@@ -235,6 +237,7 @@ impl Oidc {
                  sign-ins will fail if it does not accept client assertions"
             );
         }
+        let signing_algs = metadata.id_token_signing_alg_values_supported().clone();
         let jwks_uri = metadata.jwks_uri().clone();
         let jwks = metadata.jwks().clone();
         let end_session = metadata.additional_metadata().end_session_endpoint.as_ref().map(|u| u.url().clone());
@@ -253,6 +256,7 @@ impl Oidc {
             client,
             jwks_uri,
             end_session,
+            signing_algs,
             jwks: ArcSwap::from_pointee(jwks),
             last_refetch: Mutex::new(None),
         })));

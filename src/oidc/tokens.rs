@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// Why a provider access token brought as a bearer credential is not
+/// accepted. The text never holds the token.
+#[derive(Debug, Clone)]
+pub enum BearerError {
+    /// The provider or its keys cannot be reached: nothing can be decided.
+    Unavailable(String),
+    /// Not a valid token for these apps; the first part is a short reason
+    /// for metrics (`invalid`, `expired`, `audience`).
+    Invalid(&'static str, String),
+    /// Valid, but without a scope `api.required_scopes` asks for.
+    Scope(String),
+}
+
 impl Oidc {
     /// Checks a back-channel logout token (OpenID Connect Back-Channel Logout
     /// 1.0, section 2.6) and returns whom it logs out. Replay of `jti` is
@@ -151,32 +164,81 @@ impl Oidc {
     }
 
     pub(super) async fn check_access_token(&self, provider: &Provider, token: &str, header: &Claims) -> Result<Claims, String> {
+        self.checked_access_token(provider, token, header).await.map_err(|e| match e {
+            BearerError::Unavailable(why) => format!("the provider's keys could not be fetched: {why}"),
+            BearerError::Invalid(_, why) | BearerError::Scope(why) => why,
+        })
+    }
+
+    /// An access token's signature (the provider's keys, an asymmetric
+    /// algorithm, the key refetched once for an unknown `kid`), `iss`,
+    /// `exp` and `nbf`: the checks every access token gets.
+    async fn checked_access_token(&self, provider: &Provider, token: &str, header: &Claims) -> Result<Claims, BearerError> {
+        let invalid = |why: &str| BearerError::Invalid("invalid", why.to_string());
         let alg: CoreJwsSigningAlgorithm = serde_json::from_value(header.get("alg").cloned().unwrap_or_default())
             .ok()
             .filter(|a| asymmetric_algs().contains(a))
-            .ok_or("its algorithm is not one the provider signs with (an asymmetric one: never `none` or a shared secret)")?;
-        let (signing_input, sig) = token.rsplit_once('.').ok_or("it is not a JWT")?;
-        let signature = URL_SAFE_NO_PAD.decode(sig).map_err(|_| "its signature is not base64url")?;
+            .ok_or_else(|| invalid("its algorithm is not one the provider signs with (an asymmetric one: never `none` or a shared secret)"))?;
+        let (signing_input, sig) = token.rsplit_once('.').ok_or_else(|| invalid("it is not a JWT"))?;
+        let signature = URL_SAFE_NO_PAD.decode(sig).map_err(|_| invalid("its signature is not base64url"))?;
         let kid = header.get("kid").and_then(|k| k.as_str());
         self.verify_signature(provider, &alg, kid, signing_input, &signature)
             .await
-            .map_err(|e| format!("the provider's keys could not be fetched: {e}"))?
-            .map_err(|e| format!("its signature does not verify with the provider's keys ({e})"))?;
-        let claims = decode_payload(token).map_err(|e| e.to_string())?;
+            .map_err(|e| BearerError::Unavailable(e.to_string()))?
+            .map_err(|e| BearerError::Invalid("invalid", format!("its signature does not verify with the provider's keys ({e})")))?;
+        let claims = decode_payload(token).map_err(|e| BearerError::Invalid("invalid", e.to_string()))?;
         if claims.get("iss").and_then(|v| v.as_str()) != Some(self.issuer.as_str()) {
-            return Err(format!("its issuer is not {}", self.issuer));
+            return Err(BearerError::Invalid("invalid", format!("its issuer is not {}", self.issuer)));
         }
         let now = unix_now();
         let leeway = self.leeway.as_secs();
         match claims.get("exp").and_then(|v| v.as_f64()) {
-            None => return Err("it has no exp".into()),
-            Some(exp) if exp + (leeway as f64) <= now as f64 => return Err("it has expired".into()),
+            None => return Err(invalid("it has no exp")),
+            Some(exp) if exp + (leeway as f64) <= now as f64 => return Err(BearerError::Invalid("expired", "it has expired".into())),
             Some(_) => {}
         }
         if let Some(nbf) = claims.get("nbf")
             && nbf.as_f64().is_none_or(|nbf| nbf > (now + leeway) as f64)
         {
-            return Err("it is not valid yet (nbf)".into());
+            return Err(invalid("it is not valid yet (nbf)"));
+        }
+        Ok(claims)
+    }
+
+    /// Checks a provider access token brought as a bearer credential
+    /// (`[api] bearer_tokens`): as every access token (signature, `iss`,
+    /// `exp`, `nbf`), with an algorithm the provider's discovery lists in
+    /// `id_token_signing_alg_values_supported`; its `aud` must name one of `audiences` and its
+    /// scopes (`scope`, or Entra's `scp`) include every one of `scopes`.
+    /// Returns its claims.
+    pub async fn verify_bearer(&self, token: &str, audiences: &[String], scopes: &[String]) -> Result<Claims, BearerError> {
+        let provider = self.provider().map_err(|e| BearerError::Unavailable(e.to_string()))?;
+        let header = crate::claims::jwt_header(token).ok_or_else(|| BearerError::Invalid("invalid", "it is not a JWT".into()))?;
+        let advertised = serde_json::from_value::<CoreJwsSigningAlgorithm>(header.get("alg").cloned().unwrap_or_default())
+            .is_ok_and(|alg| provider.signing_algs.contains(&alg));
+        if !advertised {
+            return Err(BearerError::Invalid("invalid", "its algorithm is not one the provider says it signs with".into()));
+        }
+        let claims = self.checked_access_token(&provider, token, &header).await?;
+        let aud_ok = match claims.get("aud") {
+            Some(serde_json::Value::String(a)) => audiences.contains(a),
+            Some(serde_json::Value::Array(list)) => list.iter().filter_map(|a| a.as_str()).any(|a| audiences.iter().any(|w| w == a)),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(BearerError::Invalid("audience", "its audience (aud) is not one of api.audiences".into()));
+        }
+        let granted: Vec<&str> = ["scope", "scp"]
+            .iter()
+            .filter_map(|name| claims.get(*name))
+            .flat_map(|v| match v {
+                serde_json::Value::String(s) => s.split_whitespace().collect::<Vec<_>>(),
+                serde_json::Value::Array(list) => list.iter().filter_map(|s| s.as_str()).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        if let Some(missing) = scopes.iter().find(|s| !granted.contains(&s.as_str())) {
+            return Err(BearerError::Scope(format!("it lacks the scope {missing}")));
         }
         Ok(claims)
     }

@@ -127,6 +127,7 @@ async fn finish(
         expires_at: now + ttl.as_secs(),
         last_seen: now,
         refreshed_at: now,
+        token: None,
         identity,
     };
     let session = Arc::new(session);
@@ -163,6 +164,6 @@ async fn finish(
     Ok(response)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

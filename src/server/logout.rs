@@ -20,8 +20,6 @@ use crate::oidc::OidcError;
 use crate::session::cookie::Purpose;
 use crate::session::{Index, StoreError, StoreKey, unix_now};
 
-/// Largest request body read (back-channel logout, the sign-out form).
-const MAX_REQUEST_BODY: usize = 64 * 1024;
 /// Least time a logout token's `jti` is remembered against replay.
 const JTI_MEMORY: Duration = Duration::from_secs(600);
 /// How long the way back from the provider's logout stays valid.
@@ -121,10 +119,7 @@ fn asked_by_our_site(headers: &HeaderMap) -> bool {
 
 /// The `token` field of a posted form, if the body can be read.
 async fn form_token(app: &App, body: Incoming) -> Option<String> {
-    use http_body_util::{BodyExt as _, Limited};
-    let read = tokio::time::timeout(app.config.header_timeout, Limited::new(body, MAX_REQUEST_BODY).collect());
-    let body = read.await.ok()?.ok()?.to_bytes();
-    url::form_urlencoded::parse(&body).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
+    query::form(app, body).await.ok()?.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v)
 }
 
 /// A confirmation token for the session filed under `key` (or for no
@@ -177,7 +172,9 @@ async fn end_sessions(
     if everywhere {
         let subject = session.identity.subject().to_string();
         for (other, s) in app.store.find(&Index::Subject(subject.clone())).await.map_err(unavailable)? {
-            if other == key || s.identity.subject() != subject {
+            // Personal access tokens outlive a sign-out: they are revoked on
+            // /oauth2/tokens or with `portcullis tokens revoke`.
+            if other == key || s.identity.subject() != subject || s.is_token() {
                 continue;
             }
             app.store.delete(&other).await.map_err(unavailable)?;
@@ -210,7 +207,13 @@ pub(super) async fn signed_out(app: &App, req: &Request<Incoming>) -> Response<B
         Some(SignOutState { ended, .. }) => respond::signed_out(headers, ended, sign_in.as_str()),
         None => match super::session::load(app, headers).await {
             Ok(Some(loaded)) => {
-                respond::signed_in(headers, &loaded.session.identity.user(), app.config.endpoint_url("/oauth2/logout").as_str())
+                let tokens = app.config.api.personal_tokens.then(|| app.config.endpoint_url("/oauth2/tokens"));
+                respond::signed_in(
+                    headers,
+                    loaded.session.identity.user(),
+                    app.config.endpoint_url("/oauth2/logout").as_str(),
+                    tokens.as_ref().map(url::Url::as_str),
+                )
             }
             _ => respond::signed_out(headers, None, sign_in.as_str()),
         },
@@ -287,21 +290,13 @@ pub(super) async fn backchannel(app: &App, req: Request<Incoming>) -> Response<B
 
 /// The sessions a logout token in `body` ends, and how many they were.
 async fn notified(app: &App, body: Incoming) -> Result<Response<Body>, Failure> {
-    use http_body_util::{BodyExt as _, Limited};
     let refused = |reason: &str| {
         tracing::info!(event = "backchannel_logout_refused", reason, "back-channel logout refused");
         Failure::LogoutTokenRefused(reason.to_string())
     };
     let unavailable = || Failure::Unavailable(Step::Backchannel);
-    // A body that trickles in for longer than header_timeout is refused too.
-    let read = tokio::time::timeout(app.config.header_timeout, Limited::new(body, MAX_REQUEST_BODY).collect());
-    let body = match read.await {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) => return Err(refused("the request body is unreadable or too large")),
-        Err(_) => return Err(refused("the request body did not arrive within header_timeout")),
-    };
-    let Some(token) = url::form_urlencoded::parse(&body).find(|(k, _)| k == "logout_token").map(|(_, v)| v.into_owned())
-    else {
+    let fields = query::form(app, body).await.map_err(refused)?;
+    let Some(token) = fields.into_iter().find(|(k, _)| k == "logout_token").map(|(_, v)| v) else {
         return Err(refused("no logout_token"));
     };
     let claims = match app.oidc.verify_logout_token(&token).await {
@@ -323,7 +318,7 @@ async fn notified(app: &App, body: Incoming) -> Result<Response<Body>, Failure> 
         let mut ended = 0;
         for (key, session) in app.store.find(&index).await? {
             // With both sid and sub, both must match.
-            if claims.sub.as_ref().is_some_and(|sub| *sub != session.identity.subject()) {
+            if claims.sub.as_ref().is_some_and(|sub| *sub != session.identity.subject()) || session.is_token() {
                 continue;
             }
             app.store.delete(&key).await?;

@@ -1,11 +1,13 @@
 //! The HTTP service: the listener, SIGHUP reload, and the route table
 //! ([`handle`]) that sends each endpoint to the file answering it:
 //!
-//! - [`verify`]: `/auth/nginx`, `/auth/forward` (forward-auth).
+//! - [`verify`]: `/auth/nginx`, `/auth/forward` (forward-auth), with
+//!   [`credential`] for requests that bring a token instead of a cookie.
 //! - [`login`]: `/oauth2/start`, `/oauth2/callback`.
 //! - [`logout`]: `/oauth2/logout`, `/oauth2/signed-out`,
 //!   `/oauth2/backchannel-logout`, `/oauth2/frontchannel-logout`.
 //! - [`info`]: `/oauth2/userinfo`, `/readyz`, `/healthz`, `/metrics`.
+//! - [`tokens`]: `/oauth2/tokens`, a person's personal access tokens.
 //!
 //! Beside them: [`session`] (the session a request's cookie names),
 //! [`cookies`] (every cookie portcullis sets), [`query`] (query parameters
@@ -13,12 +15,14 @@
 //! and page).
 
 mod cookies;
+mod credential;
 mod info;
 mod login;
 mod logout;
 mod query;
 mod respond;
 mod session;
+mod tokens;
 mod verify;
 
 use std::convert::Infallible;
@@ -73,6 +77,10 @@ pub struct App {
     /// Who may ask the verify endpoints.
     trusted: crate::peers::TrustedProxies,
     refresh_waits: crate::upkeep::Waits,
+    /// Provider tokens that verified (`[api] bearer_tokens`).
+    bearer: crate::credentials::BearerCache,
+    /// Refused credentials per client address.
+    failures: crate::credentials::Failures,
 }
 
 /// The settings a reload replaces without a restart: identity rules,
@@ -125,6 +133,8 @@ impl App {
             oidc,
             login_cookie_path,
             refresh_waits: crate::upkeep::Waits::new(&config.session),
+            bearer: Default::default(),
+            failures: crate::credentials::Failures::new(config.api.max_failures_per_minute),
             config,
         }))
     }
@@ -149,7 +159,15 @@ impl App {
     pub fn reload(&self, config: Config) -> Result<(), crate::config::ConfigError> {
         let rules = Rules::new(config)?;
         self.rules.store(Arc::new(rules));
+        // Provider tokens are mapped again, with the new rules.
+        self.bearer.clear();
         Ok(())
+    }
+
+    /// `api.token_header`, as the value of a header.
+    fn token_header_value(&self) -> HeaderValue {
+        let name = self.config.api.token_header.as_deref().unwrap_or_default();
+        HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static(""))
     }
 }
 
@@ -316,6 +334,9 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         (&Method::GET, "/oauth2/signed-out") => Ok(logout::signed_out(app, &req).await),
         (&Method::GET, "/oauth2/frontchannel-logout") => Ok(logout::frontchannel(app, &req).await),
         (&Method::GET, "/oauth2/userinfo") => info::userinfo(app, &req).await,
+        (&Method::GET, "/oauth2/tokens") if app.config.api.personal_tokens => Ok(tokens::page(app, &req).await),
+        // It reads the form's body: the request is the handler's.
+        (&Method::POST, "/oauth2/tokens") if app.config.api.personal_tokens => return no_store(tokens::post(app, req).await),
         // It reads the body: the request is the handler's.
         (&Method::POST, "/oauth2/backchannel-logout") => return no_store(logout::backchannel(app, req).await),
         (&Method::GET, "/healthz") => Ok(info::healthz()),

@@ -2,6 +2,7 @@
 //! that sign-in and sign-out send the browser back to.
 
 use hyper::Request;
+use hyper::body::Incoming;
 use url::Url;
 
 use super::App;
@@ -23,4 +24,21 @@ pub(super) fn return_url<B>(app: &App, req: &Request<B>) -> Result<Url, String> 
             .filter(|b| app.redirects.check_url(b).is_ok())
             .unwrap_or_else(|| app.config.endpoint_url("/"))),
     }
+}
+
+/// Largest request body read (a form; a back-channel logout).
+const MAX_REQUEST_BODY: usize = 64 * 1024;
+
+/// The fields of a posted form (`application/x-www-form-urlencoded`), or
+/// why it could not be read. A body that trickles in for longer than
+/// `header_timeout` is refused too.
+pub(super) async fn form(app: &App, body: Incoming) -> Result<Vec<(String, String)>, &'static str> {
+    use http_body_util::{BodyExt as _, Limited};
+    let read = tokio::time::timeout(app.config.header_timeout, Limited::new(body, MAX_REQUEST_BODY).collect());
+    let body = match read.await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return Err("the request body is unreadable or too large"),
+        Err(_) => return Err("the request body did not arrive within header_timeout"),
+    };
+    Ok(url::form_urlencoded::parse(&body).into_owned().collect())
 }

@@ -32,6 +32,8 @@ pub(super) enum Step {
     Userinfo,
     /// Back-channel logout: the provider's keys or the store.
     Backchannel,
+    /// `/oauth2/tokens` reading or writing the person's tokens.
+    Tokens,
 }
 
 /// What went wrong, by kind; [`failure`] turns each into its answer.
@@ -63,6 +65,15 @@ pub(super) enum Failure {
     IdentityRefused(String),
     /// No such endpoint: 404.
     NotFound,
+    /// A credential (`[api]`) that is refused: 401 with the challenges
+    /// (RFC 6750's `invalid_token`), never a redirect to sign in.
+    CredentialRefused,
+    /// A valid provider token without a scope `api.required_scopes` asks
+    /// for: 403 with RFC 6750's `insufficient_scope`.
+    InsufficientScope,
+    /// Too many credentials refused from this address: 429, with the
+    /// seconds until it may try again.
+    TooManyFailures(u64),
 }
 
 impl Failure {
@@ -110,6 +121,28 @@ pub(super) fn failure(headers: &HeaderMap, failure: Failure) -> Response<Body> {
         }
         Failure::IdentityRefused(reason) => page(StatusCode::FORBIDDEN, "Access refused", &reason),
         Failure::NotFound => page(StatusCode::NOT_FOUND, "Not found", "There is nothing at this address."),
+        Failure::CredentialRefused => {
+            let mut r = text(StatusCode::UNAUTHORIZED, "invalid credential\n");
+            // A Basic challenge too: a WebDAV or CalDAV client asks its
+            // user for the password (the token) again.
+            for challenge in ["Bearer realm=\"portcullis\", error=\"invalid_token\"", "Basic realm=\"portcullis\", charset=\"UTF-8\""] {
+                r.headers_mut().append(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
+            r
+        }
+        Failure::InsufficientScope => {
+            let mut r = text(StatusCode::FORBIDDEN, "insufficient scope\n");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portcullis\", error=\"insufficient_scope\""),
+            );
+            r
+        }
+        Failure::TooManyFailures(wait) => {
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "too many refused credentials from this address; try again later\n");
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            r
+        }
     }
 }
 
@@ -131,14 +164,16 @@ fn unavailable(headers: &HeaderMap, step: Step) -> Response<Body> {
         Step::Userinfo => json(status, &serde_json::json!({"error": "session store unavailable"})),
         // The provider retries.
         Step::Backchannel => json(status, &serde_json::json!({"error": "temporarily_unavailable"})),
+        Step::Tokens => page(headers, status, "Tokens unavailable", "The session store cannot be reached right now. Please try again in a moment."),
     }
 }
 
 /// How a verify that failed this way is counted.
 pub(super) fn outcome(failure: &Failure) -> Outcome {
     match failure {
-        Failure::Denied => Outcome::Deny,
+        Failure::Denied | Failure::InsufficientScope => Outcome::Deny,
         Failure::Unavailable(_) => Outcome::Error,
+        Failure::CredentialRefused | Failure::TooManyFailures(_) => Outcome::Unauthenticated,
         _ => Outcome::BadRequest,
     }
 }
@@ -232,10 +267,96 @@ pub(super) fn signed_out(headers: &HeaderMap, ended: Option<u64>, sign_in: &str)
     r
 }
 
-/// The same page for a browser that is (still, or again) signed in.
-pub(super) fn signed_in(headers: &HeaderMap, user: &str, sign_out: &str) -> Response<Body> {
-    let link = format!("<p><a href=\"{}\">Sign out</a></p>\n", html_escape(sign_out));
+/// The same page for a browser that is (still, or again) signed in, with
+/// a link to the personal access tokens page when there is one.
+pub(super) fn signed_in(headers: &HeaderMap, user: &str, sign_out: &str, tokens: Option<&str>) -> Response<Body> {
+    let mut link = format!("<p><a href=\"{}\">Sign out</a></p>\n", html_escape(sign_out));
+    if let Some(tokens) = tokens {
+        link.push_str(&format!("<p><a href=\"{}\">Personal access tokens</a> for apps and devices</p>\n", html_escape(tokens)));
+    }
     page_with(headers, StatusCode::OK, "Signed in", &format!("You are signed in as {user}."), &link)
+}
+
+/// A personal access token as the tokens page lists it (dates as text).
+#[derive(serde::Serialize)]
+pub(super) struct TokenRow {
+    /// Its record's key: what the revoke form names.
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub last_used: String,
+    pub expires: String,
+    /// Empty: every host.
+    pub hosts: Vec<String>,
+}
+
+/// The tokens page of `user`: a token just `made` (name, text; shown this
+/// once), the list with a revoke button each, and the form that makes
+/// one. Plain markup, every value escaped, forms carrying `csrf`; no other
+/// site may frame it. Other clients get the same as JSON.
+pub(super) fn tokens(
+    headers: &HeaderMap,
+    status: StatusCode,
+    user: &str,
+    rows: &[TokenRow],
+    csrf: &str,
+    made: Option<(&str, &str)>,
+) -> Response<Body> {
+    if !wants_html(headers) {
+        let mut body = serde_json::json!({"user": user, "tokens": rows});
+        if let Some((name, token)) = made {
+            body["created"] = serde_json::json!({"name": name, "token": token});
+        }
+        return json(status, &body);
+    }
+    let e = html_escape;
+    let csrf = e(csrf);
+    let mut html = String::new();
+    if let Some((name, token)) = made {
+        html.push_str(&format!(
+            "<section><h2>New token: {}</h2>\n<p>Copy it now: it is not shown again.</p>\n\
+             <p><input id=\"new-token\" readonly size=\"56\" value=\"{}\" style=\"font-family:monospace;max-width:100%\"></p></section>\n",
+            e(name),
+            e(token)
+        ));
+    }
+    html.push_str("<h2>Your tokens</h2>\n");
+    if rows.is_empty() {
+        html.push_str("<p>You have no tokens.</p>\n");
+    }
+    for row in rows {
+        let hosts = if row.hosts.is_empty() { "any host".to_string() } else { row.hosts.join(", ") };
+        html.push_str(&format!(
+            "<div class=\"token\"><p><strong>{}</strong><br>created {}, last used {}, expires {}<br>good for {}</p>\n\
+             <form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"action\" value=\"revoke\"><input type=\"hidden\" name=\"id\" value=\"{}\">\
+             <button type=\"submit\">Revoke</button></form></div>\n",
+            e(&row.name),
+            e(&row.created),
+            e(&row.last_used),
+            e(&row.expires),
+            e(&hosts),
+            e(&row.id),
+        ));
+    }
+    html.push_str(&format!(
+        "<h2>New token</h2>\n<form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"action\" value=\"create\">\n\
+         <p><label>Name<br><input name=\"name\" required maxlength=\"64\" placeholder=\"Immich on my phone\"></label></p>\n\
+         <p><label>Expires<br><select name=\"expires\"><option value=\"30d\">in 30 days</option>\
+         <option value=\"90d\" selected>in 90 days</option><option value=\"365d\">in a year</option>\
+         <option value=\"never\">never</option></select></label></p>\n\
+         <p><label>Only for these hosts (optional, comma separated)<br><input name=\"hosts\" placeholder=\"photos.example.com\"></label></p>\n\
+         <p><button type=\"submit\">Make token</button></p></form>\n"
+    ));
+    let message = format!(
+        "Signed in as {user}. A token lets an app or device that cannot sign in with a browser in as you: as a bearer token, \
+         as the password of HTTP Basic (any user name), or in the header your administrator names."
+    );
+    let mut r = page_with(headers, status, "Personal access tokens", &message, &html);
+    r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
+    r.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    r
 }
 
 fn html_escape(s: &str) -> String {

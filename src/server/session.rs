@@ -38,7 +38,8 @@ pub(super) async fn load(app: &App, headers: &HeaderMap) -> Result<Option<Loaded
         let Some(id) = SessionId::from_bytes(&opened.payload) else { continue };
         let key = id.store_key();
         if let Some(session) = app.store.get(&key).await? {
-            if session.remaining().is_some() {
+            // A personal access token's record is never a browser's session.
+            if session.remaining().is_some() && !session.is_token() {
                 return Ok(Some(Loaded { id, key, session, stale_key: opened.stale_key }));
             }
         }

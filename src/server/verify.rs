@@ -2,8 +2,9 @@
 //! for every request, whether it may pass and as whom.
 //!
 //! One way through, each phase once and in order: the request view (and a
-//! policy bypass) → the session (one store read, then its upkeep) → its
-//! identity → the policy decision → the identity headers.
+//! policy bypass) → who is asking: a credential the request carries
+//! ([`super::credential`]), else the session (one store read, then its
+//! upkeep) → their identity → the policy decision → the identity headers.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -12,9 +13,13 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
+use super::credential::Holder;
 use super::respond::{self, Body, Failure, Step, redirect, text};
 use super::session::Loaded;
 use super::{App, Rules, cookies};
+use crate::claims::StoredClaims;
+use crate::credentials::Carrier;
+use crate::identity::Identity;
 use crate::metrics::{Endpoint, Outcome};
 use crate::policy::Verdict;
 use crate::request::{Flavor, Original, Reported, client_ip, original_method, original_url, wants_html};
@@ -26,6 +31,12 @@ pub(super) async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor, p
         Ok(answered) => answered,
         Err(failure) => {
             let outcome = respond::outcome(&failure);
+            let failure = match failure {
+                // NGINX's auth_request takes only 2xx, 401 and 403; its
+                // 401 asks /auth/forward for the answer, which is the 429.
+                Failure::TooManyFailures(_) if flavor == Flavor::Nginx => Failure::CredentialRefused,
+                failure => failure,
+            };
             (respond::failure(req.headers(), failure), outcome)
         }
     };
@@ -57,15 +68,20 @@ async fn pipeline(
     if let Verdict::Bypass { .. } = rules.policy.decide(matched, &view, None, &mut notes) {
         return Ok((text(StatusCode::OK, ""), Outcome::Bypass));
     }
-    // 2. The session, kept current.
-    let Some(loaded) = session(app, &rules, req).await? else {
-        return Ok((signed_out(app, req, flavor, &original), Outcome::Unauthenticated));
+    // 2. Who is asking: the credential the request carries, else the
+    // session, kept current.
+    let who = match super::credential::check(app, &rules, req, peer, &view.host).await? {
+        Some((holder, carrier)) => Who::Credential(holder, carrier),
+        None => match session(app, &rules, req).await? {
+            Some(loaded) => Who::Session(loaded),
+            None => return Ok((signed_out(app, req, flavor, &original), Outcome::Unauthenticated)),
+        },
     };
-    // 3. Its identity, as mapped at sign-in or the last refresh.
-    let session = &loaded.session;
-    let identity = &session.identity;
+    // 3. Their identity: as mapped at sign-in or the last refresh, when
+    // the token was made, or when the provider's token was verified.
+    let (identity, claims) = who.identity();
     // 4. The policy decision.
-    let verdict = rules.policy.decide(matched, &view, Some((identity, &session.claims)), &mut notes);
+    let verdict = rules.policy.decide(matched, &view, Some((identity, claims)), &mut notes);
     for note in notes {
         tracing::warn!(event = "policy_note", user = %identity.user(), "{note}");
     }
@@ -88,11 +104,42 @@ async fn pipeline(
     response.headers_mut().reserve(8);
     rules.headers.write(identity, response.headers_mut());
     rules.upstream.write(identity.user(), response.headers_mut());
-    if loaded.stale_key {
-        // Sealed with an older key: seal it again with the current one.
-        cookies::add(&mut response, &cookies::session(app, &loaded.id));
+    match &who {
+        Who::Session(loaded) if loaded.stale_key => {
+            // Sealed with an older key: seal it again with the current one.
+            cookies::add(&mut response, &cookies::session(app, &loaded.id));
+        }
+        Who::Credential(_, carrier) if !app.config.api.forward_credentials => {
+            // The proxy removes the credential before the app sees it.
+            let name = match carrier {
+                Carrier::Authorization => HeaderValue::from_static("authorization"),
+                Carrier::ProxyAuthorization => HeaderValue::from_static("proxy-authorization"),
+                Carrier::TokenHeader => app.token_header_value(),
+            };
+            response.headers_mut().insert(CREDENTIAL_USED, name);
+        }
+        _ => {}
     }
     Ok((response, Outcome::Allow))
+}
+
+/// The header that tells the proxy which request header held the
+/// credential portcullis used, for it to remove.
+const CREDENTIAL_USED: header::HeaderName = header::HeaderName::from_static("x-portcullis-credential");
+
+/// Who a verify found: a browser's session or a credential's holder.
+enum Who {
+    Session(Loaded),
+    Credential(Holder, Carrier),
+}
+
+impl Who {
+    fn identity(&self) -> (&Identity, &StoredClaims) {
+        match self {
+            Who::Session(loaded) => (&loaded.session.identity, &loaded.session.claims),
+            Who::Credential(holder, _) => (holder.identity(), holder.claims()),
+        }
+    }
 }
 
 /// Phase 1: the original request as policy judges it.

@@ -13,6 +13,7 @@ pub mod cookie;
 pub mod ended;
 pub mod memory;
 pub mod redis;
+pub mod token;
 
 use std::fmt;
 use std::sync::Arc;
@@ -154,6 +155,10 @@ pub struct Session {
     /// When tokens and identity were last renewed (the login counts).
     #[serde(default)]
     pub refreshed_at: u64,
+    /// Set on a personal access token's record ([`token`]): the record is
+    /// a token, not a browser's session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Box<token::TokenInfo>>,
 }
 
 impl Session {
@@ -187,7 +192,13 @@ impl Session {
             + self.claims.heap_size()
             + text(&self.id_token)
             + text(&self.refresh_token)
-            + text(&self.sid)) as u64
+            + text(&self.sid)
+            + self.token.as_ref().map_or(0, |t| t.heap_size())) as u64
+    }
+
+    /// Whether this record is a personal access token rather than a session.
+    pub fn is_token(&self) -> bool {
+        self.token.is_some()
     }
 
     /// Time left before the session ends, or `None` when it has ended.
@@ -223,6 +234,7 @@ pub(crate) fn test_session(user: &str) -> Session {
         expires_at: u64::MAX,
         last_seen: 0,
         refreshed_at: 0,
+        token: None,
     }
 }
 
@@ -317,13 +329,43 @@ pub fn open_store(config: &config::SessionConfig) -> Result<Arc<dyn SessionStore
     })
 }
 
-/// Deletes every session filed under `index`; returns how many.
-pub async fn revoke(store: &dyn SessionStore, index: &Index) -> Result<usize, StoreError> {
-    let found = store.find(index).await?;
-    for (key, _) in &found {
-        store.delete(key).await?;
+/// What [`revoke`] ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revoke {
+    /// Sessions and personal access tokens.
+    All,
+    /// Sessions only.
+    Sessions,
+    /// Personal access tokens only.
+    Tokens,
+}
+
+impl Revoke {
+    fn covers(self, s: &Session) -> bool {
+        match self {
+            Revoke::All => true,
+            Revoke::Sessions => !s.is_token(),
+            Revoke::Tokens => s.is_token(),
+        }
     }
-    Ok(found.len())
+}
+
+/// Deletes what `what` names of everything filed under `index`; returns
+/// how many sessions and how many tokens ended.
+pub async fn revoke(store: &dyn SessionStore, index: &Index, what: Revoke) -> Result<(usize, usize), StoreError> {
+    let (mut sessions, mut tokens) = (0, 0);
+    for (key, s) in store.find(index).await? {
+        if !what.covers(&s) {
+            continue;
+        }
+        store.delete(&key).await?;
+        if s.is_token() {
+            tokens += 1;
+        } else {
+            sessions += 1;
+        }
+    }
+    Ok((sessions, tokens))
 }
 
 /// Ends the oldest sessions of the person `subject` beyond `max`, never
@@ -336,6 +378,8 @@ pub async fn end_oldest_beyond(
     max: usize,
 ) -> Result<Vec<Arc<Session>>, StoreError> {
     let mut found = store.find(&Index::Subject(subject.to_string())).await?;
+    // Personal access tokens are not sessions: they do not count.
+    found.retain(|(_, s)| !s.is_token());
     if found.len() <= max {
         return Ok(Vec::new());
     }

@@ -310,6 +310,9 @@ impl SentinelUrl {
     }
 }
 
+/// Sets KEYS[1] to expire in ARGV[1] seconds unless it lives longer already.
+const EXTEND_TTL: &str = "if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return 0";
+
 fn index_key(index: &Index) -> String {
     format!("{INDEX_PREFIX}{}", index.key())
 }
@@ -344,14 +347,17 @@ impl SessionStore for RedisStore {
         let bytes = serde_json::to_vec(&*session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let secs = ttl.as_secs().max(1);
         // One round trip: the session, then its index entries. An index set
-        // lives a full session lifetime past its latest write, so it outlives
-        // every session in it; stale members are dropped when found.
+        // lives a full session lifetime past its latest write, or as long
+        // as its longest-lived member (a personal access token), so it
+        // outlives every record in it; stale members are dropped when found.
         let mut pipe = redis::pipe();
         pipe.set_ex(Self::redis_key(key), bytes, secs).ignore();
+        let index_secs = self.index_ttl.as_secs().max(secs);
         for index in session.indexes() {
             let name = index_key(&index);
             pipe.sadd(&name, key.text()).ignore();
-            pipe.expire(&name, self.index_ttl.as_secs().max(secs) as i64).ignore();
+            // Never shortened (EXPIRE's GT needs Redis 7; this works on any).
+            pipe.cmd("EVAL").arg(EXTEND_TTL).arg(1).arg(&name).arg(index_secs).ignore();
         }
         self.run(&pipe).await
     }

@@ -418,6 +418,9 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
         _ if !client_authenticated(req, &f) => return token_error(401, "invalid_client"),
         _ => {}
     }
+    if f.get("grant_type").map(String::as_str) == Some("client_credentials") {
+        return client_credentials(&s, issuer, &f);
+    }
     let (claims, nonce, no_id_token) = match f.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
             let Some(pending) = f.get("code").and_then(|c| s.codes.remove(c)) else {
@@ -508,6 +511,34 @@ fn token(state: &Mutex<State>, issuer: &str, req: &Request) -> ResponseTemplate 
         body.as_object_mut().unwrap().remove("id_token");
     }
     ResponseTemplate::new(200).set_delay(s.token_delay).set_body_json(body)
+}
+
+/// The name the client credentials grant's access tokens give the client
+/// (as Keycloak names a client's service account).
+pub const SERVICE_ACCOUNT: &str = "service-account-backup";
+
+/// The client credentials grant (a script's own client): a JWT access
+/// token for the `audience` asked for (else the client itself), with the
+/// scopes asked for; no ID token, no refresh token.
+fn client_credentials(s: &State, issuer: &str, f: &HashMap<String, String>) -> ResponseTemplate {
+    let now = now();
+    let claims = json!({
+        "iss": issuer,
+        "sub": "client-backup",
+        "preferred_username": SERVICE_ACCOUNT,
+        "aud": f.get("audience").map(String::as_str).unwrap_or(CLIENT_ID),
+        "azp": CLIENT_ID,
+        "scope": f.get("scope").map(String::as_str).unwrap_or(""),
+        "iat": now,
+        "exp": now + s.expires_in,
+    });
+    let k = key(s.signing_key);
+    let access_token = sign_jwt(&json!({"alg": "RS256", "typ": "at+jwt", "kid": k.kid}), &claims, &k);
+    ResponseTemplate::new(200).set_body_json(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": s.expires_in,
+    }))
 }
 
 impl Idp {

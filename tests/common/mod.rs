@@ -10,6 +10,7 @@ pub mod readings;
 pub mod redis;
 pub mod service;
 pub mod stack;
+pub mod tokens;
 pub mod upstream;
 
 use std::time::Duration;
