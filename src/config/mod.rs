@@ -88,6 +88,8 @@ pub struct RawConfig {
     pub upstream_headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
     #[serde(default)]
     pub graph: crate::graph::GraphConfig,
+    #[serde(default)]
+    pub ui: crate::ui::RawUi,
 }
 
 fn default_listen() -> String {
@@ -129,6 +131,8 @@ pub struct Config {
     pub policy: Vec<PolicyRule>,
     pub upstream_headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
     pub graph: crate::graph::GraphConfig,
+    /// The look of portcullis's own pages.
+    pub ui: crate::ui::UiConfig,
 }
 
 impl Config {
@@ -180,6 +184,7 @@ impl Config {
         let oidc = crate::oidc::config::validate(raw.oidc)?;
         let session = crate::session::config::validate(raw.session)?;
         let graph = raw.graph.validate(&oidc)?;
+        let ui = crate::ui::config::validate(raw.ui)?;
 
         let mut allowed = match raw.allowed_redirect_domains {
             Some(list) => {
@@ -266,6 +271,7 @@ impl Config {
             policy: raw.policy,
             upstream_headers: raw.upstream_headers,
             graph,
+            ui,
         };
         // The post-logout URI in effect, shown by check-config as it is.
         let signed_out = config.endpoint_url("/oauth2/signed-out");
