@@ -183,7 +183,7 @@ mod tests {
         std::fs::write(&svg, "<svg xmlns='http://www.w3.org/2000/svg'/>").unwrap();
         let ui = validate(RawUi { logo_file: Some(svg), ..Default::default() }).unwrap();
         let html = ui.pages.render("message.html", "t", 200, "n", minijinja::context! { message => "m" }).unwrap();
-        assert!(html.contains("src=\"data:image&#x2f;svg+xml;base64,"), "{html}");
+        assert!(html.contains("src=\"data:image/svg+xml;base64,"), "{html}");
 
         let big = dir.path().join("big.png");
         std::fs::write(&big, vec![0u8; MAX_LOGO_BYTES as usize + 1]).unwrap();
