@@ -131,6 +131,16 @@ async fn run(args: Args) -> Result<(), String> {
         let _ = stopped.await;
     }));
 
+    // Ready once it has read the provider's discovery document and keys.
+    let probe = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !probe.get(format!("http://{portcullis_addr}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if std::time::Instant::now() > deadline {
+            return Err("portcullis did not become ready within 30 s".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
     // The proxy in front.
     let _caddy = match args.proxy {
         ProxyKind::Caddy => Some(start_caddy(args.port, portcullis_addr, app_addr)?),
