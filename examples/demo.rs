@@ -242,8 +242,11 @@ async fn start_app() -> SocketAddr {
             .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
         let user = headers.get("remote-user").cloned().unwrap_or_else(|| "(nobody)".into());
-        let rows: String = headers
-            .iter()
+        // portcullis's headers first.
+        let (mut ours, theirs): (Vec<_>, Vec<_>) = headers.iter().partition(|(k, _)| IDENTITY_HEADERS.contains(&k.as_str()));
+        ours.extend(theirs);
+        let rows: String = ours
+            .into_iter()
             .map(|(k, v)| {
                 let class = if IDENTITY_HEADERS.contains(&k.as_str()) { " class=\"id\"" } else { "" };
                 format!("<tr{class}><th>{}</th><td>{}</td></tr>\n", escape(k), escape(v))
@@ -266,7 +269,7 @@ async fn start_app() -> SocketAddr {
 
 const APP_STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;padding:1rem}main{max-width:46rem;margin:auto}\
 table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #8884;\
-overflow-wrap:anywhere}tr.id{background:#3558d422;font-weight:600}a{font-weight:600}";
+overflow-wrap:anywhere}th{white-space:nowrap}tr.id{background:#3558d422;font-weight:600}a{font-weight:600}";
 
 /// The built-in proxy: `/oauth2/*` goes to portcullis; everything else is
 /// asked about at `/auth/forward` and, when portcullis answers 200, sent to

@@ -19,7 +19,18 @@ const GUEST_API_KEY: &str = "demo-guest-api-key";
 /// The demo's program, built by cargo as `cargo run --example demo` does.
 fn demo_program() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // Without what cargo sets for this test (CARGO_PKG_NAME, ...): build
+    // scripts that watch those would otherwise rebuild their crates here,
+    // and again at the next build from a shell.
+    let keep = ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_", "CARGO_NET_", "CARGO_REGISTRIES_", "CARGO_HTTP_", "CARGO_TERM_", "CARGO_PROFILE_", "CARGO_INCREMENTAL"];
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if (name.starts_with("CARGO_") && !keep.iter().any(|k| name.starts_with(k))) || name == "OUT_DIR" {
+            command.env_remove(name);
+        }
+    }
+    let out = command
         .args(["build", "--example", "demo", "--message-format=json"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(Stdio::inherit())
@@ -192,15 +203,15 @@ async fn the_demo_in_headless_chromium() {
     let browser = Browser::start(1000, 760).await;
 
     browser.goto(&demo.url).await;
-    assert!(browser.url().await.contains("/authorize?"), "{}", browser.url().await);
+    browser.wait_for_url(|u| u.contains("/authorize?")).await;
     browser.screenshot(&images.join("demo-sign-in.png")).await;
     browser.click("button[value=alice]").await;
-    assert_eq!(browser.url().await, demo.url);
+    browser.wait_for_url(|u| u == demo.url).await;
     assert!(browser.source().await.contains("Hello, family"));
     browser.screenshot(&images.join("demo-app.png")).await;
 
     browser.click("a[href='/oauth2/logout']").await;
-    assert!(browser.url().await.contains("/oauth2/signed-out"), "{}", browser.url().await);
+    browser.wait_for_url(|u| u.contains("/oauth2/signed-out")).await;
     assert!(browser.source().await.contains("<h1>Signed out</h1>"));
     // The stylesheet applied (the nonce let it in): the accent bar is there.
     assert_eq!(browser.style("main", "border-top-width").await, "4px");
@@ -215,10 +226,14 @@ async fn the_demo_in_headless_chromium() {
 
     // mallory on a phone.
     drop(browser);
-    let phone = Browser::start(390, 780).await;
+    let phone = Browser::phone().await;
     phone.goto(&demo.url).await;
+    phone.wait_for_url(|u| u.contains("/authorize?")).await;
     phone.click("button[value=mallory]").await;
+    phone.wait_for_url(|u| u.contains("/oauth2/callback?")).await;
     assert!(phone.source().await.contains("<h1>Access refused</h1>"));
+    // Laid out for the phone's width, not a desktop's shrunk.
+    assert_eq!(phone.style("main", "width").await, "358px");
     phone.screenshot(&images.join("page-refused-phone.png")).await;
     phone.goto(&format!("{}oauth2/nowhere", demo.url)).await;
     assert!(phone.source().await.contains("<h1>Not found</h1>"));

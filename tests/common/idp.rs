@@ -455,7 +455,7 @@ fn choose_person(people: &[Person], q: &HashMap<String, String>) -> ResponseTemp
          <h1>Who are you?</h1><p>Pick a person of the family example; portcullis decides what each may do.</p>\
          <form method=\"get\" action=\"/authorize\">{hidden}<ul>\n{buttons}</ul></form></main></body></html>\n"
     );
-    ResponseTemplate::new(200).insert_header("content-type", "text/html; charset=utf-8").set_body_string(page)
+    ResponseTemplate::new(200).set_body_raw(page, "text/html; charset=utf-8")
 }
 
 const DEMO_STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;padding:1rem;display:flex;justify-content:center}\

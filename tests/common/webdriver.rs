@@ -37,6 +37,15 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a Chromium window of `width` × `height`.
     pub async fn start(width: u32, height: u32) -> Browser {
+        Browser::launch(width, height, None).await
+    }
+
+    /// As a phone: a screen 390 pixels wide, as mobile browsers lay out.
+    pub async fn phone() -> Browser {
+        Browser::launch(390, 780, Some(json!({"deviceMetrics": {"width": 390, "height": 780, "pixelRatio": 1.0, "mobile": true}}))).await
+    }
+
+    async fn launch(width: u32, height: u32, mobile: Option<Value>) -> Browser {
         let port = super::free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -63,6 +72,10 @@ impl Browser {
                          format!("--user-data-dir={}", profile.path().display())],
             },
         }}});
+        let mut caps = caps;
+        if let Some(m) = mobile {
+            caps["capabilities"]["alwaysMatch"]["goog:chromeOptions"]["mobileEmulation"] = m;
+        }
         let mut browser = Browser { driver, base, session: String::new(), http, _profile: profile };
         let v = browser.call(reqwest::Method::POST, "/session", Some(caps)).await;
         browser.session = v["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
@@ -91,6 +104,25 @@ impl Browser {
 
     pub async fn url(&self) -> String {
         self.session_call(reqwest::Method::GET, "/url", None).await.as_str().unwrap().to_string()
+    }
+
+    /// Waits (up to 15 s) until the browser is at an address `at` accepts
+    /// (a click's navigation may still be under way), and returns it.
+    pub async fn wait_for_url(&self, at: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let url = self.url().await;
+            if at(&url) {
+                // And until its page has loaded.
+                while self.session_call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": "return document.readyState", "args": []}))).await != "complete" {
+                    assert!(Instant::now() < deadline, "{url} never finished loading");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                return url;
+            }
+            assert!(Instant::now() < deadline, "the browser stayed at {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The page's HTML as the browser has it.
