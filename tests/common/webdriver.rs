@@ -130,17 +130,22 @@ impl Browser {
         self.session_call(reqwest::Method::GET, "/source", None).await.as_str().unwrap().to_string()
     }
 
+    /// The WebDriver ID of the element `css` selects.
+    async fn find(&self, css: &str) -> String {
+        let e = self.session_call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
+        let id = e.as_object().and_then(|o| o.values().next()).and_then(Value::as_str);
+        id.unwrap_or_else(|| panic!("{css}: {e}")).to_string()
+    }
+
     /// Clicks the element `css` selects (and waits for the page it opens).
     pub async fn click(&self, css: &str) {
-        let e = self.session_call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
-        let id = e.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap_or_else(|| panic!("{css}: {e}"));
+        let id = self.find(css).await;
         self.session_call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
     }
 
     /// The computed style `property` of the element `css` selects.
     pub async fn style(&self, css: &str, property: &str) -> String {
-        let e = self.session_call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
-        let id = e.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap_or_else(|| panic!("{css}: {e}"));
+        let id = self.find(css).await;
         let v = self.session_call(reqwest::Method::GET, &format!("/element/{id}/css/{property}"), None).await;
         v.as_str().unwrap_or_default().to_string()
     }
