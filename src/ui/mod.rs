@@ -18,6 +18,10 @@ pub use config::{RawUi, UiConfig};
 
 /// The built-in templates, by name. A `ui.templates_dir` may replace any of
 /// them with a file of the same name.
+///
+/// A new page: its template here (extending `base.html`), a sample of its
+/// values in [`Pages::check`], and the server answers with
+/// `respond::html(app, status, title, "its.html", context! { ... })`.
 pub const TEMPLATES: [(&str, &str); 3] = [
     ("base.html", include_str!("templates/base.html")),
     ("message.html", include_str!("templates/message.html")),
