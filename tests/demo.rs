@@ -1,7 +1,8 @@
 //! `cargo run --example demo`, run as a new user would and driven end to
 //! end: through Caddy and through the built-in proxy with an HTTP client,
 //! and once in headless Chromium, whose screenshots the book shows
-//! (`docs/src/images/`).
+//! (`UPDATE_SCREENSHOTS=1 cargo test --test demo chromium` writes them to
+//! `docs/src/images/`; otherwise they go to `target/tmp/screenshots/`).
 
 mod common;
 
@@ -199,7 +200,12 @@ async fn the_demo_in_headless_chromium() {
         return;
     }
     let demo = Demo::start("builtin");
-    let images = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/src/images");
+    // The book's copies are replaced only when asked, so a test run leaves
+    // the tree as it was.
+    let images = match std::env::var("UPDATE_SCREENSHOTS").as_deref() {
+        Ok("1") => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/src/images"),
+        _ => PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots"),
+    };
     let browser = Browser::start(1000, 760).await;
 
     browser.goto(&demo.url).await;
