@@ -37,6 +37,7 @@ pub mod rules;
 pub mod server;
 pub mod session;
 mod settings;
+pub mod ui;
 mod upkeep;
 pub mod view;
 

@@ -247,7 +247,7 @@ async fn run(kind: ProxyKind, layout: Layout) {
     let page = r.text().await.unwrap();
     assert!(page.contains("You are signed out."), "{page}");
     let again = format!("{}/oauth2/start", s.layout.public_url());
-    assert!(page.contains(&format!("<a href=\"{again}\">Sign in again</a>")), "{page}");
+    assert!(page.contains(&format!(" href=\"{again}\">Sign in again</a>")), "{page}");
     let (url, r) = follow(&browser, Url::parse(&again).unwrap()).await;
     assert!(url.as_str().starts_with(&p.issuer), "{url}");
     assert!(r.text().await.unwrap().contains("name=\"login\""));

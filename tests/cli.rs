@@ -295,3 +295,34 @@ fn check_config_says_once_that_preferred_username_must_be_administrator_set() {
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("preferred_username"), "{err}");
 }
+
+/// `[ui]` is checked at start: a colour that is not one, a logo or a
+/// templates directory that cannot be used stop portcullis, naming the
+/// key; the environment sets the keys as the file does.
+#[test]
+fn ui_settings_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("templates");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::write(templates.join("message.html"), "{% extends \"base.html\" %}{% block content %}{{ message }").unwrap();
+    let with = |ui: &str| format!("{GOOD}[ui]\n{ui}\n");
+    for (ui, key) in [
+        ("accent_color = \"red;}body{display:none\"", "`ui.accent_color`"),
+        ("logo_file = \"/nonexistent/logo.png\"", "`ui.logo_file`"),
+        (&format!("templates_dir = {:?}", templates.display().to_string())[..], "`ui.templates_dir`"),
+        ("colour = \"#fff\"", "colour"),
+    ] {
+        for command in [&["check-config"][..], &[]] {
+            let (code, _, err) = portcullis(command, &with(ui));
+            assert_ne!(code, 0, "{ui}: {command:?} started");
+            assert!(err.contains(key), "{ui}: {command:?}: {err}");
+        }
+    }
+    std::fs::write(templates.join("message.html"), "{% extends \"base.html\" %}{% block content %}<p>{{ message }}</p>{% endblock %}").unwrap();
+    let ui = format!("templates_dir = {:?}\naccent_color = \"#2E7D32\"", templates.display().to_string());
+    let (code, out, err) = portcullis_env(&["check-config"], &with(&ui), &[("PORTCULLIS_UI__TITLE", "Smith family")]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ui"]["title"], "Smith family");
+    assert_eq!(v["ui"]["accent_color"], "#2e7d32");
+}

@@ -90,6 +90,8 @@ pub struct RawConfig {
     pub graph: crate::graph::GraphConfig,
     #[serde(default)]
     pub api: crate::credentials::RawApi,
+    #[serde(default)]
+    pub ui: crate::ui::RawUi,
 }
 
 fn default_listen() -> String {
@@ -132,6 +134,8 @@ pub struct Config {
     pub upstream_headers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, UpstreamHeaderValue>>,
     pub graph: crate::graph::GraphConfig,
     pub api: crate::credentials::ApiConfig,
+    /// The look of portcullis's own pages.
+    pub ui: crate::ui::UiConfig,
 }
 
 impl Config {
@@ -184,6 +188,7 @@ impl Config {
         let session = crate::session::config::validate(raw.session)?;
         let graph = raw.graph.validate(&oidc)?;
         let api = crate::credentials::config::validate(raw.api)?;
+        let ui = crate::ui::config::validate(raw.ui)?;
 
         let mut allowed = match raw.allowed_redirect_domains {
             Some(list) => {
@@ -271,6 +276,7 @@ impl Config {
             upstream_headers: raw.upstream_headers,
             graph,
             api,
+            ui,
         };
         // The post-logout URI in effect, shown by check-config as it is.
         let signed_out = config.endpoint_url("/oauth2/signed-out");

@@ -41,7 +41,7 @@ pub(super) async fn callback(app: &App, req: &Request<Incoming>, peer: SocketAdd
         .filter(|a| constant_time_eq(a.state.as_bytes(), state.as_bytes()));
     let mut response = finish(app, req, attempt.as_ref(), &client_ip)
         .await
-        .unwrap_or_else(|failure| respond::failure(req.headers(), failure));
+        .unwrap_or_else(|failure| respond::failure(app, req.headers(), failure));
     if let (Some(name), Some(_)) = (cookie_name, attempt) {
         cookies::add(&mut response, &cookies::expire_login(app, &name));
     }

@@ -51,25 +51,25 @@ pub(super) async fn logout(app: &App, req: Request<Incoming>) -> Response<Body> 
     let rd = match query::param(&req, "rd") {
         Some(_) => match query::return_url(app, &req) {
             Ok(u) => Some(u),
-            Err(reason) => return respond::failure(headers, Failure::BadRequest(reason)),
+            Err(reason) => return respond::failure(app, headers, Failure::BadRequest(reason)),
         },
         None => None,
     };
     let everywhere = query::param(&req, "everywhere").is_some_and(|v| v == "1" || v == "true");
     let loaded = match super::session::load(app, headers).await {
         Ok(l) => l,
-        Err(_) => return respond::failure(headers, Failure::Unavailable(Step::Logout)),
+        Err(_) => return respond::failure(app, headers, Failure::Unavailable(Step::Logout)),
     };
     let key = loaded.as_ref().map(|l| &l.key);
     let confirmed = is_post && form_token(app, body).await.is_some_and(|t| confirm_token_valid(app, &t, key));
     if !confirmed && !asked_by_our_site(headers) {
-        return respond::confirm_logout(headers, &confirm_token(app, key), everywhere);
+        return respond::confirm_logout(app, headers, &confirm_token(app, key), everywhere);
     }
     let clear = cookies::expire_session(app);
     let (id_token, ended) = match end_sessions(app, headers, loaded, everywhere).await {
         Ok(v) => v,
         Err(failure) => {
-            let mut r = respond::failure(headers, failure);
+            let mut r = respond::failure(app, headers, failure);
             cookies::add(&mut r, &clear);
             return r;
         }
@@ -92,7 +92,7 @@ pub(super) async fn logout(app: &App, req: Request<Incoming>) -> Response<Body> 
         // The provider has no logout of its own: straight on.
         None => match rd {
             Some(rd) => redirect(rd.as_str()),
-            None => respond::signed_out(headers, ended, app.config.endpoint_url("/oauth2/start").as_str()),
+            None => respond::signed_out(app, headers, ended, app.config.endpoint_url("/oauth2/start").as_str()),
         },
     };
     cookies::add(&mut response, &clear);
@@ -204,18 +204,19 @@ pub(super) async fn signed_out(app: &App, req: &Request<Incoming>) -> Response<B
     let spent = opened.is_some();
     let mut response = match opened {
         Some(SignOutState { rd: Some(rd), .. }) => redirect(&rd),
-        Some(SignOutState { ended, .. }) => respond::signed_out(headers, ended, sign_in.as_str()),
+        Some(SignOutState { ended, .. }) => respond::signed_out(app, headers, ended, sign_in.as_str()),
         None => match super::session::load(app, headers).await {
             Ok(Some(loaded)) => {
                 let tokens = app.config.api.personal_tokens.then(|| app.config.endpoint_url("/oauth2/tokens"));
                 respond::signed_in(
+                    app,
                     headers,
                     loaded.session.identity.user(),
                     app.config.endpoint_url("/oauth2/logout").as_str(),
                     tokens.as_ref().map(url::Url::as_str),
                 )
             }
-            _ => respond::signed_out(headers, None, sign_in.as_str()),
+            _ => respond::signed_out(app, headers, None, sign_in.as_str()),
         },
     };
     if spent {
@@ -240,24 +241,30 @@ pub(super) async fn frontchannel(app: &App, req: &Request<Incoming>) -> Response
     let iss = query::param(req, "iss").unwrap_or_default();
     let sid = query::param(req, "sid").unwrap_or_default();
     let mut response = if iss.is_empty() || sid.is_empty() {
-        respond::failure(headers, Failure::bad_request("Front-channel logout needs iss and sid."))
+        respond::failure(app, headers, Failure::bad_request("Front-channel logout needs iss and sid."))
     } else if iss != app.oidc.issuer() {
         tracing::info!(event = "frontchannel_logout_refused", reason = "iss is not the configured issuer", "front-channel logout refused");
-        respond::failure(headers, Failure::bad_request("iss is not this service's identity provider."))
+        respond::failure(app, headers, Failure::bad_request("iss is not this service's identity provider."))
     } else {
         match end_by_sid(app, &sid).await {
             Ok(ended) => {
-                let mut r = page(headers, StatusCode::OK, "Signed out", "The identity provider ended this session.");
+                let mut r = page(app, headers, StatusCode::OK, "Signed out", "The identity provider ended this session.");
                 if !crate::request::wants_html(headers) {
                     r = json(StatusCode::OK, &serde_json::json!({"sessions_ended": ended}));
                 }
                 r
             }
-            Err(_) => respond::failure(headers, Failure::Unavailable(Step::Logout)),
+            Err(_) => respond::failure(app, headers, Failure::Unavailable(Step::Logout)),
         }
     };
     let origin = url::Url::parse(app.oidc.issuer()).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-    if let Ok(csp) = HeaderValue::from_str(&format!("frame-ancestors {origin}")) {
+    // The page's own policy, if it is a page, with the provider as the one
+    // site that may frame it.
+    let policy = match response.headers().get(header::CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()) {
+        Some(p) => p.replace("frame-ancestors 'none'", &format!("frame-ancestors {origin}")),
+        None => format!("frame-ancestors {origin}"),
+    };
+    if let Ok(csp) = HeaderValue::from_str(&policy) {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     response
@@ -285,7 +292,7 @@ fn jti_memory(leeway: Duration) -> Duration {
 /// otherwise; nothing is revoked on a 400.
 pub(super) async fn backchannel(app: &App, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    notified(app, body).await.unwrap_or_else(|failure| respond::failure(&parts.headers, failure))
+    notified(app, body).await.unwrap_or_else(|failure| respond::failure(app, &parts.headers, failure))
 }
 
 /// The sessions a logout token in `body` ends, and how many they were.

@@ -343,7 +343,7 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         (&Method::GET, "/readyz") => Ok(info::readyz(app).await),
         _ => Err(Failure::NotFound),
     };
-    no_store(answer.unwrap_or_else(|failure| respond::failure(req.headers(), failure)))
+    no_store(answer.unwrap_or_else(|failure| respond::failure(app, req.headers(), failure)))
 }
 
 fn no_store(mut response: Response<Body>) -> Response<Body> {

@@ -3,11 +3,15 @@
 //!
 //! Handlers say what went wrong; this file says how that is answered.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
+use minijinja::context;
 
+use super::App;
 use crate::metrics::Outcome;
 use crate::oidc::OidcError;
 use crate::request::wants_html;
@@ -85,13 +89,13 @@ impl Failure {
 
 /// The one answer to each kind of failure. `headers` are the request's
 /// (a browser gets a page, other clients JSON).
-pub(super) fn failure(headers: &HeaderMap, failure: Failure) -> Response<Body> {
-    let page = |status, title, message: &str| page(headers, status, title, message);
+pub(super) fn failure(app: &App, headers: &HeaderMap, failure: Failure) -> Response<Body> {
+    let page = |status, title, message: &str| page(app, headers, status, title, message);
     match failure {
         Failure::BadRequest(reason) => page(StatusCode::BAD_REQUEST, "Bad request", &reason),
         Failure::UntrustedPeer => page(StatusCode::FORBIDDEN, "Forbidden", "This address may not ask for verification."),
         Failure::Denied => page(StatusCode::FORBIDDEN, "Forbidden", "You are signed in but not allowed here."),
-        Failure::Unavailable(step) => unavailable(headers, step),
+        Failure::Unavailable(step) => unavailable(app, headers, step),
         Failure::NotSignedIn => json(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": "not signed in"})),
         Failure::BadExplainQuery(reason) => json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": reason})),
         Failure::LogoutTokenRefused(reason) => json(
@@ -147,24 +151,25 @@ pub(super) fn failure(headers: &HeaderMap, failure: Failure) -> Response<Body> {
 }
 
 /// The 503 of each step: the store (or provider) could not answer.
-fn unavailable(headers: &HeaderMap, step: Step) -> Response<Body> {
+fn unavailable(app: &App, headers: &HeaderMap, step: Step) -> Response<Body> {
     let status = StatusCode::SERVICE_UNAVAILABLE;
     match step {
         // Fails closed; the proxy shows its own error page.
         Step::Verify => text(status, "session store unavailable\n"),
         Step::Start => page(
+            app,
             headers,
             status,
             "Sign-in unavailable",
             "The identity provider cannot be reached right now. Please try again in a moment.",
         ),
-        Step::SpendAttempt => page(headers, status, "Sign-in failed", "Your sign-in could not be completed. Please try again."),
-        Step::SaveSession => page(headers, status, "Sign-in failed", "Your session could not be saved. Please try again."),
-        Step::Logout => page(headers, status, "Sign-out incomplete", "The session store is unavailable; please try again."),
+        Step::SpendAttempt => page(app, headers, status, "Sign-in failed", "Your sign-in could not be completed. Please try again."),
+        Step::SaveSession => page(app, headers, status, "Sign-in failed", "Your session could not be saved. Please try again."),
+        Step::Logout => page(app, headers, status, "Sign-out incomplete", "The session store is unavailable; please try again."),
         Step::Userinfo => json(status, &serde_json::json!({"error": "session store unavailable"})),
         // The provider retries.
         Step::Backchannel => json(status, &serde_json::json!({"error": "temporarily_unavailable"})),
-        Step::Tokens => page(headers, status, "Tokens unavailable", "The session store cannot be reached right now. Please try again in a moment."),
+        Step::Tokens => page(app, headers, status, "Tokens unavailable", "The session store cannot be reached right now. Please try again in a moment."),
     }
 }
 
@@ -206,75 +211,81 @@ pub(super) fn redirect(location: &str) -> Response<Body> {
     r
 }
 
-/// A short readable page for browsers, or JSON for other clients. The
-/// message is shown as text, never as markup.
-pub(super) fn page(headers: &HeaderMap, status: StatusCode, title: &str, message: &str) -> Response<Body> {
-    page_with(headers, status, title, message, "")
-}
-
-/// As [`page`], with `extra` markup after the message (for browsers only;
-/// every value in it escaped with [`html_escape`]).
-fn page_with(headers: &HeaderMap, status: StatusCode, title: &str, message: &str, extra: &str) -> Response<Body> {
+/// A short readable page for browsers (`message.html`), or JSON for other
+/// clients. The message is shown as text, never as markup.
+pub(super) fn page(app: &App, headers: &HeaderMap, status: StatusCode, title: &str, message: &str) -> Response<Body> {
     if wants_html(headers) {
-        let body = format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-             <title>{t}</title></head>\n<body style=\"font-family:sans-serif;max-width:36em;margin:4em auto\">\
-             <h1>{t}</h1>\n<p>{m}</p>\n{extra}<p style=\"color:#666\">{code}</p></body></html>\n",
-            t = html_escape(title),
-            m = html_escape(message),
-            code = status.as_u16(),
-        );
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = status;
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-        r
+        html(app, status, title, "message.html", context! { message })
     } else {
         json(status, &serde_json::json!({"error": title, "message": message}))
     }
 }
 
+/// A page of portcullis's look: `template` (one of [`crate::ui::TEMPLATES`],
+/// extending `base.html`) titled `title`, with the template's own `values`
+/// (escaped by the template engine). Every page portcullis serves is made
+/// here, with a `Content-Security-Policy` that lets nothing but its own
+/// stylesheet load.
+pub(super) fn html(app: &App, status: StatusCode, title: &str, template: &str, values: minijinja::Value) -> Response<Body> {
+    let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+    match app.config.ui.pages.render(template, title, status.as_u16(), &nonce, values) {
+        Ok(body) => {
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            *r.status_mut() = status;
+            let headers = r.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            let csp = HeaderValue::from_str(&crate::ui::content_security_policy(&nonce)).expect("the policy is ASCII");
+            headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a page could not be rendered");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "this page could not be rendered; see portcullis's log\n")
+        }
+    }
+}
+
 /// The sign-out confirmation: a button that posts `token` back to the same
-/// address. No other site may frame it (clickjacking).
-pub(super) fn confirm_logout(headers: &HeaderMap, token: &str, everywhere: bool) -> Response<Body> {
+/// address. No other site may frame it (clickjacking: the page's policy
+/// says `frame-ancestors 'none'`).
+pub(super) fn confirm_logout(app: &App, headers: &HeaderMap, token: &str, everywhere: bool) -> Response<Body> {
     let (message, button) = if everywhere {
         ("Sign out of every session, on every device?", "Sign out everywhere")
     } else {
         ("Sign out of this session?", "Sign out")
     };
+    if !wants_html(headers) {
+        return json(StatusCode::OK, &serde_json::json!({"error": "Sign out?", "message": message}));
+    }
     // No action: the form posts to this page's own address, query included.
-    let form = format!(
-        "<form method=\"post\"><input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\">{}</button></form>\n",
-        html_escape(token),
-        html_escape(button),
-    );
-    let mut r = page_with(headers, StatusCode::OK, "Sign out?", message, &form);
-    r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
-    r
+    html(app, StatusCode::OK, "Sign out?", "confirm_logout.html", context! { message, token, button })
 }
 
 /// The page a sign-out ends on: how many sessions ended (when more than
 /// this one), and a link to sign in again.
-pub(super) fn signed_out(headers: &HeaderMap, ended: Option<u64>, sign_in: &str) -> Response<Body> {
+pub(super) fn signed_out(app: &App, headers: &HeaderMap, ended: Option<u64>, sign_in: &str) -> Response<Body> {
+    if !wants_html(headers) {
+        return json(StatusCode::OK, &serde_json::json!({"signed_out": true, "sessions_ended": ended}));
+    }
     let message = match ended {
         Some(n) if n != 1 => format!("You are signed out: {n} sessions ended."),
         _ => "You are signed out.".to_string(),
     };
-    let link = format!("<p><a href=\"{}\">Sign in again</a></p>\n", html_escape(sign_in));
-    let mut r = page_with(headers, StatusCode::OK, "Signed out", &message, &link);
-    if !wants_html(headers) {
-        r = json(StatusCode::OK, &serde_json::json!({"signed_out": true, "sessions_ended": ended}));
-    }
-    r
+    let link = context! { href => sign_in, text => "Sign in again" };
+    html(app, StatusCode::OK, "Signed out", "message.html", context! { message, link })
 }
 
 /// The same page for a browser that is (still, or again) signed in, with
 /// a link to the personal access tokens page when there is one.
-pub(super) fn signed_in(headers: &HeaderMap, user: &str, sign_out: &str, tokens: Option<&str>) -> Response<Body> {
-    let mut link = format!("<p><a href=\"{}\">Sign out</a></p>\n", html_escape(sign_out));
-    if let Some(tokens) = tokens {
-        link.push_str(&format!("<p><a href=\"{}\">Personal access tokens</a> for apps and devices</p>\n", html_escape(tokens)));
+pub(super) fn signed_in(app: &App, headers: &HeaderMap, user: &str, sign_out: &str, tokens: Option<&str>) -> Response<Body> {
+    let message = format!("You are signed in as {user}.");
+    if !wants_html(headers) {
+        return json(StatusCode::OK, &serde_json::json!({"error": "Signed in", "message": message}));
     }
-    page_with(headers, StatusCode::OK, "Signed in", &format!("You are signed in as {user}."), &link)
+    let link = context! { href => sign_out, text => "Sign out" };
+    html(app, StatusCode::OK, "Signed in", "message.html", context! { message, link, tokens })
 }
 
 /// A personal access token as the tokens page lists it (dates as text).
@@ -292,9 +303,10 @@ pub(super) struct TokenRow {
 
 /// The tokens page of `user`: a token just `made` (name, text; shown this
 /// once), the list with a revoke button each, and the form that makes
-/// one. Plain markup, every value escaped, forms carrying `csrf`; no other
-/// site may frame it. Other clients get the same as JSON.
+/// one; forms carry `csrf`, and no other site may frame it (the page's
+/// policy). Other clients get the same as JSON.
 pub(super) fn tokens(
+    app: &App,
     headers: &HeaderMap,
     status: StatusCode,
     user: &str,
@@ -309,67 +321,12 @@ pub(super) fn tokens(
         }
         return json(status, &body);
     }
-    let e = html_escape;
-    let csrf = e(csrf);
-    let mut html = String::new();
-    if let Some((name, token)) = made {
-        html.push_str(&format!(
-            "<section><h2>New token: {}</h2>\n<p>Copy it now: it is not shown again.</p>\n\
-             <p><input id=\"new-token\" readonly size=\"56\" value=\"{}\" style=\"font-family:monospace;max-width:100%\"></p></section>\n",
-            e(name),
-            e(token)
-        ));
-    }
-    html.push_str("<h2>Your tokens</h2>\n");
-    if rows.is_empty() {
-        html.push_str("<p>You have no tokens.</p>\n");
-    }
-    for row in rows {
-        let hosts = if row.hosts.is_empty() { "any host".to_string() } else { row.hosts.join(", ") };
-        html.push_str(&format!(
-            "<div class=\"token\"><p><strong>{}</strong><br>created {}, last used {}, expires {}<br>good for {}</p>\n\
-             <form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <input type=\"hidden\" name=\"action\" value=\"revoke\"><input type=\"hidden\" name=\"id\" value=\"{}\">\
-             <button type=\"submit\">Revoke</button></form></div>\n",
-            e(&row.name),
-            e(&row.created),
-            e(&row.last_used),
-            e(&row.expires),
-            e(&hosts),
-            e(&row.id),
-        ));
-    }
-    html.push_str(&format!(
-        "<h2>New token</h2>\n<form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <input type=\"hidden\" name=\"action\" value=\"create\">\n\
-         <p><label>Name<br><input name=\"name\" required maxlength=\"64\" placeholder=\"Immich on my phone\"></label></p>\n\
-         <p><label>Expires<br><select name=\"expires\"><option value=\"30d\">in 30 days</option>\
-         <option value=\"90d\" selected>in 90 days</option><option value=\"365d\">in a year</option>\
-         <option value=\"never\">never</option></select></label></p>\n\
-         <p><label>Only for these hosts (optional, comma separated)<br><input name=\"hosts\" placeholder=\"photos.example.com\"></label></p>\n\
-         <p><button type=\"submit\">Make token</button></p></form>\n"
-    ));
     let message = format!(
         "Signed in as {user}. A token lets an app or device that cannot sign in with a browser in as you: as a bearer token, \
          as the password of HTTP Basic (any user name), or in the header your administrator names."
     );
-    let mut r = page_with(headers, status, "Personal access tokens", &message, &html);
-    r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
-    r.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    r
+    let made = made.map(|(name, token)| context! { name, token });
+    let rows = minijinja::Value::from(minijinja::value::Serde(rows));
+    html(app, status, "Personal access tokens", "tokens.html", context! { message, rows, csrf, made })
 }
 
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}

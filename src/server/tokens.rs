@@ -44,15 +44,15 @@ pub(super) async fn post(app: &App, req: Request<Incoming>) -> Response<Body> {
         Err(failure) => return not_signed_in(app, headers, failure),
     };
     if !same_origin(app, headers) {
-        return respond::failure(headers, Failure::bad_request("This form may only be sent from portcullis's own page."));
+        return respond::failure(app, headers, Failure::bad_request("This form may only be sent from portcullis's own page."));
     }
     let fields = match query::form(app, body).await {
         Ok(f) => f,
-        Err(why) => return respond::failure(headers, Failure::bad_request(why)),
+        Err(why) => return respond::failure(app, headers, Failure::bad_request(why)),
     };
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("");
     if !constant_time_eq(field("csrf").as_bytes(), csrf(&loaded).as_bytes()) {
-        return respond::failure(headers, Failure::bad_request("This form has expired. Open the tokens page again."));
+        return respond::failure(app, headers, Failure::bad_request("This form has expired. Open the tokens page again."));
     }
     let result = match field("action") {
         "create" => create(app, &loaded, field("name"), field("expires"), field("hosts")).await,
@@ -68,7 +68,7 @@ pub(super) async fn post(app: &App, req: Request<Incoming>) -> Response<Body> {
             *r.status_mut() = StatusCode::SEE_OTHER;
             r
         }
-        Err(failure) => respond::failure(headers, failure),
+        Err(failure) => respond::failure(app, headers, failure),
     }
 }
 
@@ -87,7 +87,7 @@ fn not_signed_in(app: &App, headers: &HeaderMap, failure: Failure) -> Response<B
         start.query_pairs_mut().append_pair("rd", app.config.endpoint_url("/oauth2/tokens").as_str());
         return redirect(start.as_str());
     }
-    respond::failure(headers, failure)
+    respond::failure(app, headers, failure)
 }
 
 /// Whether a post comes from portcullis's own origin (browsers send
@@ -184,7 +184,7 @@ async fn revoke(app: &App, loaded: &Loaded, id: &str) -> Result<(), Failure> {
 async fn listing(app: &App, headers: &HeaderMap, loaded: &Loaded, made: Option<&Made>, status: StatusCode) -> Response<Body> {
     let tokens = match tokens_of(app, &loaded.session).await {
         Ok(t) => t,
-        Err(failure) => return respond::failure(headers, failure),
+        Err(failure) => return respond::failure(app, headers, failure),
     };
     let when = |secs: u64| {
         chrono::DateTime::from_timestamp(secs as i64, 0).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
@@ -204,7 +204,7 @@ async fn listing(app: &App, headers: &HeaderMap, loaded: &Loaded, made: Option<&
         })
         .collect();
     let made = made.map(|m| (m.name.as_str(), m.text.as_str()));
-    respond::tokens(headers, status, loaded.session.identity.user(), &rows, &csrf(loaded), made)
+    respond::tokens(app, headers, status, loaded.session.identity.user(), &rows, &csrf(loaded), made)
 }
 
 fn is_host(h: &str) -> bool {

@@ -37,7 +37,7 @@ pub(super) async fn verify(app: &App, req: &Request<Incoming>, flavor: Flavor, p
                 Failure::TooManyFailures(_) if flavor == Flavor::Nginx => Failure::CredentialRefused,
                 failure => failure,
             };
-            (respond::failure(req.headers(), failure), outcome)
+            (respond::failure(app, req.headers(), failure), outcome)
         }
     };
     let endpoint = match flavor {
@@ -176,7 +176,7 @@ fn signed_out(app: &App, req: &Request<Incoming>, flavor: Flavor, original: &Ori
     if flavor == Flavor::Forward && wants_html(req.headers()) {
         let original = match original.url() {
             Ok(url) => url,
-            Err(reason) => return respond::failure(req.headers(), Failure::bad_request(reason)),
+            Err(reason) => return respond::failure(app, req.headers(), Failure::bad_request(reason)),
         };
         let mut start = app.config.endpoint_url("/oauth2/start");
         start.query_pairs_mut().append_pair("rd", original.as_str());

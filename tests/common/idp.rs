@@ -2,7 +2,8 @@
 //! tokens and a real JWKS.
 //!
 //! It serves discovery, `/authorize` (approves at once: 302 back to the
-//! redirect URI with a code and the state), `/token` (checks the client
+//! redirect URI with a code and the state; or, with [`Idp::offer_people`],
+//! a page to choose who signs in), `/token` (checks the client
 //! secret, the code, the redirect URI and the PKCE verifier), `/userinfo`,
 //! `/jwks` and an end-session endpoint. Tests choose who logs in next with
 //! [`Idp::set_user`], and can bend the next ID token with [`Idp::tamper`]
@@ -122,6 +123,19 @@ struct State {
     refresh_without_id_token: bool,
     token_delay: std::time::Duration,
     issued: Vec<Issued>,
+    /// Whom `/authorize` offers to sign in, by name: the description shown
+    /// and the claims. Empty: it signs in `user` at once.
+    people: Vec<Person>,
+}
+
+/// Someone [`Idp::offer_people`] lets sign in.
+#[derive(Clone, Debug)]
+pub struct Person {
+    /// What the sign-in button sends (`login_as=`).
+    pub name: String,
+    /// Shown beside the button.
+    pub about: String,
+    pub claims: Value,
 }
 
 /// The tokens of one token-endpoint answer.
@@ -169,6 +183,13 @@ impl Idp {
     /// The claims of whoever logs in next (`sub` is required).
     pub fn set_user(&self, claims: Value) {
         self.state.lock().unwrap().user = claims;
+    }
+
+    /// Makes `/authorize` a sign-in page with one button per person (the
+    /// demo's), and the end-session endpoint send the browser back to its
+    /// `post_logout_redirect_uri`.
+    pub fn offer_people(&self, people: Vec<Person>) {
+        self.state.lock().unwrap().people = people;
     }
 
     /// Claims that only userinfo returns (merged over the user's claims there).
@@ -327,9 +348,22 @@ impl Idp {
             .mount(&self.server)
             .await;
 
+        let state = Arc::clone(&self.state);
         Mock::given(method("GET"))
             .and(path("/logout"))
-            .respond_with(ResponseTemplate::new(200).set_body_string("signed out at the provider"))
+            .respond_with(move |req: &Request| {
+                let q = query(req);
+                match q.get("post_logout_redirect_uri") {
+                    Some(back) if !state.lock().unwrap().people.is_empty() => {
+                        let mut to = url::Url::parse(back).expect("post_logout_redirect_uri parses");
+                        if let Some(st) = q.get("state") {
+                            to.query_pairs_mut().append_pair("state", st);
+                        }
+                        ResponseTemplate::new(302).insert_header("location", to.as_str())
+                    }
+                    _ => ResponseTemplate::new(200).set_body_string("signed out at the provider"),
+                }
+            })
             .mount(&self.server)
             .await;
     }
@@ -367,11 +401,20 @@ fn authorize(state: &Mutex<State>, req: &Request) -> ResponseTemplate {
     }
     let state_param = q.get("state").cloned().unwrap_or_default();
     let mut target = url::Url::parse(&redirect_uri).expect("redirect_uri parses");
+    let mut claims = s.user.clone();
+    if !s.people.is_empty() {
+        match q.get("login_as") {
+            None => return choose_person(&s.people, &q),
+            Some(name) => match s.people.iter().find(|p| &p.name == name) {
+                Some(p) => claims = p.claims.clone(),
+                None => return ResponseTemplate::new(400).set_body_string("no such person"),
+            },
+        }
+    }
     if let Some(error) = s.authorize_error.take() {
         target.query_pairs_mut().append_pair("error", &error).append_pair("state", &state_param);
     } else {
         let code = random_token(&mut s, "code");
-        let claims = s.user.clone();
         s.codes.insert(
             code.clone(),
             Pending {
@@ -385,6 +428,41 @@ fn authorize(state: &Mutex<State>, req: &Request) -> ResponseTemplate {
     }
     ResponseTemplate::new(302).insert_header("location", target.as_str())
 }
+
+/// The sign-in page of [`Idp::offer_people`]: the authorization request
+/// again, with one button per person.
+fn choose_person(people: &[Person], q: &HashMap<String, String>) -> ResponseTemplate {
+    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let hidden: String = q
+        .iter()
+        .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(k), escape(v)))
+        .collect();
+    let buttons: String = people
+        .iter()
+        .map(|p| {
+            format!(
+                "<li><button name=\"login_as\" value=\"{n}\">Sign in as {n}</button> <span>{a}</span></li>\n",
+                n = escape(&p.name),
+                a = escape(&p.about)
+            )
+        })
+        .collect();
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta name=\"color-scheme\" content=\"light dark\">\
+         <title>Demo identity provider</title><style>{DEMO_STYLE}</style></head>\n<body><main>\
+         <p class=\"banner\">DEMO: not a real identity provider. Anyone can sign in as anyone here.</p>\
+         <h1>Who are you?</h1><p>Pick a person of the family example; portcullis decides what each may do.</p>\
+         <form method=\"get\" action=\"/authorize\">{hidden}<ul>\n{buttons}</ul></form></main></body></html>\n"
+    );
+    ResponseTemplate::new(200).set_body_raw(page, "text/html; charset=utf-8")
+}
+
+const DEMO_STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;padding:1rem;display:flex;justify-content:center}\
+main{max-width:30rem;width:100%}.banner{background:#b00020;color:#fff;padding:.6rem .8rem;border-radius:8px;font-weight:600}\
+ul{list-style:none;padding:0}li{margin:.6rem 0;display:flex;gap:.8rem;align-items:center;flex-wrap:wrap}\
+button{font:inherit;font-weight:600;padding:.5rem 1rem;border-radius:8px;border:1px solid #888;min-width:11rem;cursor:pointer}\
+span{color:#777}";
 
 fn token_error(status: u16, error: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({"error": error, "error_description": format!("mock provider: {error}")}))

@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: a mock identity provider,
 //! the portcullis binary, real Redis, real NGINX and Caddy with an echoing
-//! app behind them, and a browser-like HTTP client.
+//! app behind them, a browser-like HTTP client, and headless Chromium.
 #![allow(dead_code)]
 
 pub mod graph;
@@ -12,6 +12,7 @@ pub mod service;
 pub mod stack;
 pub mod tokens;
 pub mod upstream;
+pub mod webdriver;
 
 use std::time::Duration;
 
