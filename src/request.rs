@@ -36,6 +36,10 @@ pub struct Reported<'a> {
     forwarded_uri: Slot<'a>,
     /// `Host`: its first value.
     host: Slot<'a>,
+    /// `Authorization` and `Proxy-Authorization`, the first value of each:
+    /// where a credential may come (read by `credentials`).
+    pub authorization: Option<&'a HeaderValue>,
+    pub proxy_authorization: Option<&'a HeaderValue>,
 }
 
 type Slot<'a> = Result<Option<&'a str>, &'static str>;
@@ -50,6 +54,8 @@ impl<'a> Reported<'a> {
             forwarded_host: Ok(None),
             forwarded_uri: Ok(None),
             host: Ok(None),
+            authorization: None,
+            proxy_authorization: None,
         };
         for (name, value) in headers {
             let slot = match name.as_str() {
@@ -63,6 +69,14 @@ impl<'a> Reported<'a> {
                     if r.host == Ok(None) {
                         r.host = text(value).map(Some);
                     }
+                    continue;
+                }
+                "authorization" => {
+                    r.authorization = r.authorization.or(Some(value));
+                    continue;
+                }
+                "proxy-authorization" => {
+                    r.proxy_authorization = r.proxy_authorization.or(Some(value));
                     continue;
                 }
                 _ => continue,

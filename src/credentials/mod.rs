@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use hyper::header::{AUTHORIZATION, HeaderMap, PROXY_AUTHORIZATION};
+use hyper::header::HeaderValue;
 use sha2::{Digest, Sha256};
 
 pub use config::{ApiConfig, RawApi};
@@ -73,11 +73,22 @@ impl Found {
     }
 }
 
-/// The credential `headers` carry for portcullis, if any: the token header
-/// first, then `Authorization`, then `Proxy-Authorization`.
-pub fn find(headers: &HeaderMap, config: &ApiConfig) -> Option<Found> {
-    if let Some(name) = &config.token_header {
-        if let Some(value) = headers.get(name.as_str()) {
+/// The headers a credential may come in, as a request carries them (the
+/// first value of each; verify has them from its one pass over the
+/// request's headers).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Presented<'a> {
+    /// `api.token_header`'s, when one is set.
+    pub token_header: Option<&'a HeaderValue>,
+    pub authorization: Option<&'a HeaderValue>,
+    pub proxy_authorization: Option<&'a HeaderValue>,
+}
+
+/// The credential a request presents to portcullis, if any: the token
+/// header first, then `Authorization`, then `Proxy-Authorization`.
+pub fn find(presented: &Presented, config: &ApiConfig) -> Option<Found> {
+    if config.token_header.is_some() {
+        if let Some(value) = presented.token_header {
             let text = value.to_str().unwrap_or("").trim();
             let credential = if config.bearer_tokens && !token::looks_like(text) && is_jwt(text) {
                 Credential::Provider(text.to_string())
@@ -88,10 +99,10 @@ pub fn find(headers: &HeaderMap, config: &ApiConfig) -> Option<Found> {
             return Some(Found { credential, carrier: Carrier::TokenHeader });
         }
     }
-    [(AUTHORIZATION, Carrier::Authorization), (PROXY_AUTHORIZATION, Carrier::ProxyAuthorization)]
+    [(presented.authorization, Carrier::Authorization), (presented.proxy_authorization, Carrier::ProxyAuthorization)]
         .into_iter()
-        .find_map(|(name, carrier)| {
-            let value = headers.get(name)?.to_str().ok()?;
+        .find_map(|(value, carrier)| {
+            let value = value?.to_str().ok()?;
             Some(Found { credential: from_authorization(value, config)?, carrier })
         })
 }
@@ -227,6 +238,17 @@ impl Failures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::{AUTHORIZATION, HeaderMap, PROXY_AUTHORIZATION};
+
+    /// [`super::find`] on a request's headers.
+    fn find(headers: &HeaderMap, config: &ApiConfig) -> Option<Found> {
+        let presented = Presented {
+            token_header: config.token_header.as_ref().and_then(|name| headers.get(name.as_str())),
+            authorization: headers.get(AUTHORIZATION),
+            proxy_authorization: headers.get(PROXY_AUTHORIZATION),
+        };
+        super::find(&presented, config)
+    }
 
     fn config(toml: &str) -> ApiConfig {
         config::validate(figment::Figment::from(<figment::providers::Toml as figment::providers::Format>::string(toml)).extract().unwrap()).unwrap()

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use super::respond::{Failure, Step};
 use super::{App, Rules};
 use crate::claims::StoredClaims;
-use crate::credentials::{Carrier, Credential, Found, Verified};
+use crate::credentials::{Carrier, Credential, Found, Presented, Verified};
 use crate::identity::Identity;
 use crate::oidc::BearerError;
 use crate::request::client_ip;
@@ -70,10 +70,11 @@ pub(super) async fn check(
     app: &App,
     rules: &Rules,
     req: &Request<Incoming>,
+    presented: &Presented<'_>,
     peer: SocketAddr,
     host: &str,
 ) -> Result<Option<(Holder, Carrier)>, Failure> {
-    let Some(found) = crate::credentials::find(req.headers(), &app.config.api) else {
+    let Some(found) = crate::credentials::find(presented, &app.config.api) else {
         return Ok(None);
     };
     let hash = found.hash();

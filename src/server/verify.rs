@@ -18,7 +18,7 @@ use super::respond::{self, Body, Failure, Step, redirect, text};
 use super::session::Loaded;
 use super::{App, Rules, cookies};
 use crate::claims::StoredClaims;
-use crate::credentials::Carrier;
+use crate::credentials::{Carrier, Presented};
 use crate::identity::Identity;
 use crate::metrics::{Endpoint, Outcome};
 use crate::policy::Verdict;
@@ -70,7 +70,12 @@ async fn pipeline(
     }
     // 2. Who is asking: the credential the request carries, else the
     // session, kept current.
-    let who = match super::credential::check(app, &rules, req, peer, &view.host).await? {
+    let presented = Presented {
+        token_header: app.config.api.token_header.as_ref().and_then(|name| req.headers().get(name.as_str())),
+        authorization: reported.authorization,
+        proxy_authorization: reported.proxy_authorization,
+    };
+    let who = match super::credential::check(app, &rules, req, &presented, peer, &view.host).await? {
         Some((holder, carrier)) => Who::Credential(holder, carrier),
         None => match session(app, &rules, req).await? {
             Some(loaded) => Who::Session(loaded),
