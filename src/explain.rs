@@ -224,7 +224,7 @@ pub fn request_info(url: &str, method: &str) -> Result<RequestView<'static>, Str
     let reported = crate::request::Reported::read(&headers);
     let original = crate::request::original_url(&reported, flavor, "https").map_err(refused)?;
     let method = crate::request::original_method(&reported, flavor).map_err(refused)?;
-    let view = RequestView::new(original.host(), original.path(), None).map_err(refused)?;
+    let view = original.view().map_err(refused)?;
     Ok(RequestView { method, ..view }.into_owned())
 }
 

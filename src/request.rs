@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
+use crate::view::RequestView;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
@@ -146,6 +148,19 @@ impl Original<'_> {
             Source::Text(text) => Url::parse(text).map_err(unexpected),
             Source::Parts { proto, host, uri } => Url::parse(&format!("{proto}://{host}{uri}")).map_err(unexpected),
             Source::Parsed(url) => Ok(Url::clone(url)),
+        }
+    }
+
+    /// The request view of this URL (without a method). A host read in
+    /// place is already what the view's normalising would make of it (a
+    /// test holds the two together), so it is taken as it is.
+    pub fn view(&self) -> Result<RequestView<'_>, &'static str> {
+        match &self.source {
+            Source::Parsed(_) => RequestView::new(self.host(), self.path(), None),
+            _ => {
+                let (path, decoded) = crate::view::path_views(self.path)?;
+                Ok(RequestView { host: Cow::Borrowed(self.host), raw_path: Cow::Borrowed(self.path), path, decoded, method: None })
+            }
         }
     }
 
@@ -526,6 +541,9 @@ mod tests {
             ],
         ) {
             let text = format!("{scheme}{host}{target}");
+            if let Some(h) = plain_host(&host) {
+                proptest::prop_assert_eq!(crate::view::normalize_host(h), Ok(Cow::Borrowed(h)), "{}", host);
+            }
             if let Some((h, p)) = plain_url(&text) {
                 let url = Url::parse(&text);
                 proptest::prop_assert!(url.is_ok(), "{}", text);

@@ -150,7 +150,7 @@ impl Who {
 /// Phase 1: the original request as policy judges it.
 fn request_view<'o>(reported: &Reported<'o>, flavor: Flavor, original: &'o Original) -> Result<RequestView<'o>, Failure> {
     original_method(reported, flavor)
-        .and_then(|method| Ok(RequestView { method, ..RequestView::new(original.host(), original.path(), None)? }))
+        .and_then(|method| Ok(RequestView { method, ..original.view()? }))
         .map_err(Failure::bad_request)
 }
 
