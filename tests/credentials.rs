@@ -41,19 +41,9 @@ async fn stack(kind: ProxyKind) -> Stack {
 /// An access token the provider signed, for alice, with `extra` over the
 /// usual claims (`null` removes one).
 fn provider_token(s: &Stack, extra: Value) -> String {
-    let mut claims = json!({
-        "iss": s.idp.issuer,
-        "aud": AUDIENCE,
-        "sub": "user-1",
-        "preferred_username": "alice",
-        "email": "alice@example.com",
-        "email_verified": true,
-        "name": "Alice Liddell",
-        "groups": ["family", "photos"],
-        "iat": now(),
-        "exp": now() + 300,
-    });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+    let mut claims = alice();
+    let usual = json!({"iss": s.idp.issuer, "aud": AUDIENCE, "iat": now(), "exp": now() + 300});
+    for (k, v) in usual.as_object().cloned().unwrap_or_default().into_iter().chain(extra.as_object().cloned().unwrap_or_default()) {
         if v.is_null() {
             claims.as_object_mut().unwrap().remove(&k);
         } else {
@@ -274,14 +264,14 @@ async fn credentials_through_caddy() {
     run(ProxyKind::Caddy).await;
 }
 
-fn alice(idp: &common::idp::Idp) {
+fn alice_of_the_family(idp: &common::idp::Idp) {
     idp.set_user(json!({"sub": "user-1", "preferred_username": "alice", "groups": ["family"]}));
 }
 
 #[tokio::test]
 async fn the_tokens_page_refuses_forged_forms_and_sends_signed_out_browsers_to_sign_in() {
     let idp = common::idp::Idp::start().await;
-    alice(&idp);
+    alice_of_the_family(&idp);
     let (svc, client, _) = common::signed_in(&idp).await;
     let tokens = format!("{}/oauth2/tokens", svc.url);
 

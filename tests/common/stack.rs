@@ -106,14 +106,7 @@ impl Stack {
 
     async fn start_full(kind: ProxyKind, layout: Layout, edit: impl FnOnce(String) -> String, extra_env: &[(&str, &str)]) -> Stack {
         let idp = Idp::start().await;
-        idp.set_user(json!({
-            "sub": "user-1",
-            "preferred_username": "alice",
-            "email": "alice@example.com",
-            "email_verified": true,
-            "name": "Alice Liddell",
-            "groups": ["family", "photos"],
-        }));
+        idp.set_user(alice());
         let app = Upstream::start().await;
         let tls = TestTls::get();
 
@@ -365,3 +358,15 @@ pub fn assert_alice(seen: &Seen, ctx: &str) {
     assert_eq!(seen.header("x-api-key"), Some(ALICE_API_KEY), "{ctx}: {seen:?}");
 }
 
+/// The claims of the person every stack signs in: alice, in `family` and
+/// `photos`.
+pub fn alice() -> serde_json::Value {
+    json!({
+        "sub": "user-1",
+        "preferred_username": "alice",
+        "email": "alice@example.com",
+        "email_verified": true,
+        "name": "Alice Liddell",
+        "groups": ["family", "photos"],
+    })
+}
