@@ -98,7 +98,7 @@ pub(super) async fn check(
         return Err(Failure::CredentialRefused);
     }
     let checked = match &found.credential {
-        Credential::Personal(text) => personal(app, rules, text, host).await,
+        Credential::Personal(text) => personal(app, rules, text, hash, host).await,
         Credential::Provider(jwt) => bearer(app, rules, jwt, hash).await,
     };
     match checked {
@@ -127,11 +127,11 @@ fn log_refusal(found: &Found, r: &Refused, client: &str, host: &str) {
 
 /// A personal access token: its record (one store read), still good for
 /// this host and for the current rules.
-async fn personal(app: &App, rules: &Rules, text: &str, host: &str) -> Result<Result<Holder, Refused>, Failure> {
+async fn personal(app: &App, rules: &Rules, text: &str, hash: [u8; 32], host: &str) -> Result<Result<Holder, Refused>, Failure> {
     if !app.config.api.personal_tokens {
         return Ok(Err(refused("invalid", "personal access tokens are off (api.personal_tokens = false)")));
     }
-    let Some(key) = token::key(text) else {
+    let Some(key) = token::key(text, hash) else {
         return Ok(Err(refused("invalid", "it is not a personal access token")));
     };
     let record = app.store.get(&key).await.map_err(|_| Failure::Unavailable(Step::Verify))?;

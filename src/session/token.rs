@@ -58,7 +58,7 @@ pub fn generate() -> (String, StoreKey) {
     let mut text = String::with_capacity(LEN);
     text.push_str(PREFIX);
     URL_SAFE_NO_PAD.encode_string(bytes, &mut text);
-    let key = key(&text).expect("a generated token has the token's form");
+    let key = key(&text, Sha256::digest(text.as_bytes()).into()).expect("a generated token has the token's form");
     (text, key)
 }
 
@@ -68,20 +68,27 @@ pub fn looks_like(text: &str) -> bool {
     text.starts_with(PREFIX)
 }
 
-/// The store key of the token `text`, or `None` when it does not have a
-/// token's form. The hash is of the whole text, so it never equals the key
-/// of a session (the hash of 32 raw bytes).
-pub fn key(text: &str) -> Option<StoreKey> {
+/// The store key of the token `text`, given `sha256`, the SHA-256 of the
+/// whole text (a verify has it already); `None` when the text does not
+/// have a token's form. The hash is of the whole text, so it never equals
+/// the key of a session (the hash of 32 raw bytes).
+pub fn key(text: &str, sha256: [u8; 32]) -> Option<StoreKey> {
     let rest = text.strip_prefix(PREFIX)?;
     if text.len() != LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return None;
     }
-    Some(StoreKey(Sha256::digest(text.as_bytes()).into()))
+    debug_assert_eq!(sha256, <[u8; 32]>::from(Sha256::digest(text.as_bytes())));
+    Some(StoreKey(sha256))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::key`] with the text's own hash, as a verify computes it.
+    fn key(text: &str) -> Option<StoreKey> {
+        super::key(text, Sha256::digest(text.as_bytes()).into())
+    }
 
     #[test]
     fn tokens_are_recognisable_random_and_keyed_by_their_hash() {
