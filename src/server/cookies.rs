@@ -65,7 +65,7 @@ fn logout_hint_path(app: &App) -> String {
 }
 
 /// The `Set-Cookie` values carrying `id_token` for the logout of the
-/// session filed under `key` (one cookie, or a few for a large token), or
+/// session filed under `key` (one cookie, or two for a large token), or
 /// `None` when it would take more than [`MAX_HINT_CHUNKS`]. Each sealed
 /// piece is bound to that key and to its place, so a hint from another
 /// session, or pieces of two hints, are never sent.
