@@ -11,7 +11,7 @@
 //! mapped user name or the person's own, and `emails` either email.
 
 use crate::expr::{Expr, Scope, Vars};
-use crate::names::{self, GroupPaths};
+use crate::names::{self, GroupPaths, NameSet};
 use crate::settings::ConfigError;
 
 /// The lists as written in a rule.
@@ -26,15 +26,17 @@ pub struct Written<'a> {
     pub expr: Option<&'a str>,
 }
 
-/// The lists compiled: names in normal form, the expression compiled.
+/// The lists compiled: names in normal form, in the order written, each
+/// a [`NameSet`] (a long list is asked with a hash look-up, not read
+/// through); the expression compiled.
 #[derive(Clone, Debug)]
 pub struct Criteria {
-    groups: Vec<String>,
-    roles: Vec<String>,
-    app_roles: Vec<String>,
-    users: Vec<String>,
-    emails: Vec<String>,
-    email_domains: Vec<String>,
+    groups: NameSet,
+    roles: NameSet,
+    app_roles: NameSet,
+    users: NameSet,
+    emails: NameSet,
+    email_domains: NameSet,
     expr: Option<Expr>,
 }
 
@@ -54,15 +56,14 @@ impl Criteria {
     pub fn compile(key: &str, w: Written<'_>, group_paths: GroupPaths, scope: Scope) -> Result<Criteria, ConfigError> {
         let list = |field: &str, v: &[String]| check_names(&format!("{key}.{field}"), v).map(|v| names::normalize_all(&v));
         Ok(Criteria {
-            groups: names::normalize_groups(&check_names(&format!("{key}.groups"), w.groups)?, group_paths),
-            roles: list("roles", w.roles)?,
-            app_roles: list("app_roles", w.app_roles)?,
-            users: list("users", w.users)?,
-            emails: list("emails", w.emails)?,
-            email_domains: list("email_domains", w.email_domains)?
-                .into_iter()
-                .map(|d| d.trim_start_matches('@').to_string())
-                .collect(),
+            groups: NameSet::new(names::normalize_groups(&check_names(&format!("{key}.groups"), w.groups)?, group_paths)),
+            roles: NameSet::new(list("roles", w.roles)?),
+            app_roles: NameSet::new(list("app_roles", w.app_roles)?),
+            users: NameSet::new(list("users", w.users)?),
+            emails: NameSet::new(list("emails", w.emails)?),
+            email_domains: NameSet::new(
+                list("email_domains", w.email_domains)?.into_iter().map(|d| d.trim_start_matches('@').to_string()).collect(),
+            ),
             expr: w.expr.map(|e| Expr::compile(&format!("{key}.expr"), e, scope)).transpose()?,
         })
     }
@@ -76,8 +77,8 @@ impl Criteria {
     /// when every list the rule sets is met. The expression, last, is
     /// evaluated against `vars` (its errors go to `notes`).
     pub fn unmet(&self, person: &Person<'_>, vars: &Vars<'_>, notes: &mut Vec<String>) -> Option<String> {
-        let listed = |l: &[String]| l.join(", ");
-        if !self.groups.is_empty() && !names::any_in(&self.groups, person.groups) {
+        let listed = |l: &NameSet| l.names().join(", ");
+        if !self.groups.is_empty() && !self.groups.any_in(person.groups) {
             return Some(format!("membership of one of the groups {}", listed(&self.groups)));
         }
         if !self.roles.is_empty() {
@@ -86,13 +87,13 @@ impl Criteria {
                 return Some(format!("one of the roles {} (the user's role is {role})", listed(&self.roles)));
             }
         }
-        if !self.app_roles.is_empty() && !names::any_in(&self.app_roles, person.app_roles) {
+        if !self.app_roles.is_empty() && !self.app_roles.any_in(person.app_roles) {
             return Some(format!("one of the app roles {}", listed(&self.app_roles)));
         }
-        if !self.users.is_empty() && !names::any_in(&self.users, person.users) {
+        if !self.users.is_empty() && !self.users.any_in(person.users) {
             return Some(format!("one of the users {}", listed(&self.users)));
         }
-        if !self.emails.is_empty() && !names::any_in(&self.emails, person.emails) {
+        if !self.emails.is_empty() && !self.emails.any_in(person.emails) {
             return Some(format!("one of the emails {}", listed(&self.emails)));
         }
         if !self.email_domains.is_empty()

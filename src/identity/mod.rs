@@ -24,7 +24,7 @@ use crate::claims::{self, ClaimSource};
 use crate::settings::ConfigError;
 use crate::criteria::{Criteria, Person, Written, passes_unchanged};
 use crate::expr::{Scope, Vars};
-use crate::names::{self, GroupPaths};
+use crate::names::{self, GroupPaths, NameSet};
 
 mod config;
 mod packed;
@@ -118,7 +118,7 @@ enum RoleMatch {
 #[derive(Clone, Debug)]
 pub struct Mapper {
     config: IdentityConfig,
-    required_groups: Vec<String>,
+    required_groups: NameSet,
     rules: Vec<Rule>,
     role_map: Vec<(RoleMatch, String)>,
 }
@@ -146,7 +146,7 @@ impl Mapper {
         check_role("identity.default_role", &c.default_role)?;
         let gp = c.group_paths;
         let required_groups = check_names("identity.required_groups", &c.required_groups)?;
-        let required_groups = names::normalize_groups(&required_groups, gp);
+        let required_groups = NameSet::new(names::normalize_groups(&required_groups, gp));
 
         let mut rules = Vec::new();
         for (i, r) in c.rules.iter().enumerate() {
@@ -270,7 +270,7 @@ impl Mapper {
         }
         if !self.required_groups.is_empty() {
             let groups = names::normalize_groups(identity.groups(), self.config.group_paths);
-            if !names::any_in(&self.required_groups, &groups) {
+            if !self.required_groups.any_in(&groups) {
                 return Err(Refusal::new("the person is not a member of any group allowed to sign in here (identity.required_groups)"));
             }
         }
@@ -326,7 +326,7 @@ impl Mapper {
                  because there are too many (group overage); ask your administrator to limit the groups sent to this application",
             ));
         }
-        if !self.required_groups.is_empty() && !names::any_in(&self.required_groups, &groups_n) {
+        if !self.required_groups.is_empty() && !self.required_groups.any_in(&groups_n) {
             return Err(Refusal::new("you are not a member of any group allowed to sign in here (identity.required_groups)"));
         }
 
