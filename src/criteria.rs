@@ -68,6 +68,16 @@ impl Criteria {
         })
     }
 
+    /// The user names the rule lists, in normal form (empty: it sets none).
+    pub fn users(&self) -> &[String] {
+        self.users.names()
+    }
+
+    /// The emails the rule lists, in normal form (empty: it sets none).
+    pub fn emails(&self) -> &[String] {
+        self.emails.names()
+    }
+
     /// The expression, if the rule has one.
     pub fn expr(&self) -> Option<&Expr> {
         self.expr.as_ref()

@@ -828,3 +828,87 @@ proptest! {
         prop_assert_eq!(policy.matching_rule(&view), policy.matching_rule_by_scan(&view), "{:?} {} {} {:?}", method, host, path, rules);
     }
 }
+
+// ---------------------------------------------------- identity rule index
+
+/// Names that overlap: the same person in other letter cases, a user name
+/// that looks like an email, an email whose domain another rule lists.
+const RULE_USERS: &[&str] = &["alice", "Alice", " ALICE ", "bob", "alice@example.com", "dave"];
+const RULE_EMAILS: &[&str] = &["alice@example.com", "ALICE@Example.com", "bob@example.com", "carol@other.org", "alice"];
+const RULE_GROUPS: &[&str] = &["family", "Family", "guests", "/family", "admins"];
+const RULE_DOMAINS: &[&str] = &["example.com", "@Example.COM", "other.org"];
+/// Expressions that match, that do not, and one that cannot be evaluated
+/// without an email (an error, noted).
+const RULE_EXPRS: &[Option<&str>] =
+    &[None, None, None, None, Some("true"), Some("user == \"bob\""), Some("claims.email.endsWith(\"@other.org\")")];
+const PEOPLE: &[&str] = &["alice", "Alice", "bob", "carol", "alice@example.com", "erin"];
+const PEOPLE_EMAILS: &[Option<&str>] =
+    &[None, Some("alice@example.com"), Some("Alice@EXAMPLE.com"), Some("bob@example.com"), Some("carol@other.org"), Some("erin@x.org"), Some("alice")];
+const PEOPLE_GROUPS: &[&str] = &["family", "FAMILY", "guests", "/family", "others", "admins"];
+
+fn names_from(pool: &'static [&'static str], most: usize) -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::vec(select(pool).prop_map(str::to_string), 0..=most)
+}
+
+fn identity_rule() -> impl Strategy<Value = portcullis::identity::IdentityRule> {
+    (
+        names_from(RULE_USERS, 3),
+        names_from(RULE_EMAILS, 3),
+        names_from(RULE_GROUPS, 2),
+        names_from(RULE_DOMAINS, 2),
+        select(RULE_EXPRS),
+        any::<bool>(),
+    )
+        .prop_map(|(users, emails, groups, email_domains, expr, role)| {
+            // Each rule must set something to match by.
+            let nothing = users.is_empty() && emails.is_empty() && groups.is_empty() && email_domains.is_empty() && expr.is_none();
+            portcullis::identity::IdentityRule {
+                users,
+                emails,
+                groups,
+                email_domains,
+                expr: if nothing { Some("true".into()) } else { expr.map(str::to_string) },
+                user: "shared".into(),
+                role: role.then(|| "viewer".into()),
+                ..Default::default()
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// The identity rules' index by the users and emails they list picks
+    /// the very rule a plain first-match scan of every rule picks, for any
+    /// rules (users, emails, groups, email domains and expressions, alone
+    /// and together, names in other letter cases) and any person: the same
+    /// rule, identity or refusal, role and notes.
+    #[test]
+    fn identity_index_finds_the_first_matching_rule(
+        rules in proptest::collection::vec(identity_rule(), 0..12),
+        user in select(PEOPLE),
+        email in select(PEOPLE_EMAILS),
+        verified in any::<bool>(),
+        groups in names_from(PEOPLE_GROUPS, 3),
+    ) {
+        let mut config = portcullis::Config::from_toml_str(
+            "public_url = \"https://auth.example.com\"\n[oidc]\nissuer = \"https://idp.example.com\"\nclient_id = \"c\"\nclient_secret = \"s\"\n",
+        )
+        .unwrap();
+        // Each rule maps onto a user of its own, so the identity says which.
+        config.identity.rules = rules.into_iter().enumerate().map(|(i, r)| portcullis::identity::IdentityRule { user: format!("shared-{i}"), ..r }).collect();
+        let m = Mapper::new(&config.identity, &config.role_map).expect("every generated rule is valid");
+        let mut claims = json!({"sub": "s-1", "preferred_username": user, "groups": groups});
+        if let Some(e) = email {
+            claims["email"] = json!(e);
+            claims["email_verified"] = json!(verified);
+        }
+        let claims: Claims = claims.as_object().unwrap().clone();
+        let (indexed, scanned) = (m.explain(&claims), m.explain_by_scan(&claims));
+        let rules = &config.identity.rules;
+        prop_assert_eq!(indexed.rule, scanned.rule, "{:?} {:?} {:?} {:?}", user, email, groups, rules);
+        prop_assert_eq!(&indexed.result, &scanned.result);
+        prop_assert_eq!(indexed.role_from, scanned.role_from);
+        prop_assert_eq!(&indexed.notes, &scanned.notes);
+    }
+}

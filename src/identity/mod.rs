@@ -11,7 +11,9 @@
 //! 2. refusal when group overage hides the groups, or when the person is in
 //!    none of `required_groups`;
 //! 3. the first matching `[[identity.rules]]` entry may map the person onto
-//!    another user (a shared account), email, name, role, and add groups;
+//!    another user (a shared account), email, name, role, and add groups
+//!    (the rules that list users or emails are found from the person's own,
+//!    see `index.rs`; the first in rule order still decides);
 //! 4. the role: the rule's, else the first matching `[[role_map]]` entry,
 //!    else `default_role`; role `none` refuses entry.
 //!
@@ -27,6 +29,7 @@ use crate::expr::{Scope, Vars};
 use crate::names::{self, GroupPaths, NameSet};
 
 mod config;
+mod index;
 mod packed;
 pub use config::{IdentityConfig, IdentityRule, RoleMapEntry};
 use config::{check_names, check_paths, check_role, check_value};
@@ -120,6 +123,8 @@ pub struct Mapper {
     config: IdentityConfig,
     required_groups: NameSet,
     rules: Vec<Rule>,
+    /// The rules by the users and emails they list.
+    index: index::Index,
     role_map: Vec<(RoleMatch, String)>,
 }
 
@@ -200,7 +205,8 @@ impl Mapper {
             check_role(&format!("{key}.role"), &e.role)?;
             role_map.push((m, e.role.trim().to_string()));
         }
-        Ok(Mapper { config: c.clone(), required_groups, rules, role_map })
+        let index = index::Index::new(rules.iter().map(|r| &r.who));
+        Ok(Mapper { config: c.clone(), required_groups, rules, index, role_map })
     }
 
     /// The configured order of claim sources.
@@ -279,12 +285,23 @@ impl Mapper {
 
     /// Maps merged claims and says which rule and role-map entry decided.
     pub fn explain(&self, claims: &Claims) -> Mapping {
+        self.explain_with(claims, false)
+    }
+
+    /// [`Mapper::explain`] with the identity rules compared with the
+    /// person one by one, without the index: what the index must agree with.
+    #[doc(hidden)]
+    pub fn explain_by_scan(&self, claims: &Claims) -> Mapping {
+        self.explain_with(claims, true)
+    }
+
+    fn explain_with(&self, claims: &Claims, scan: bool) -> Mapping {
         let mut m = Mapping { result: Err(Refusal::new("")), rule: None, role_from: None, notes: Vec::new() };
-        m.result = self.map_inner(claims, &mut m);
+        m.result = self.map_inner(claims, &mut m, scan);
         m
     }
 
-    fn map_inner(&self, claims: &Claims, m: &mut Mapping) -> Result<Identity, Refusal> {
+    fn map_inner(&self, claims: &Claims, m: &mut Mapping, scan: bool) -> Result<Identity, Refusal> {
         let c = &self.config;
         let gp = c.group_paths;
         let subject = claims::text(claims, "sub").unwrap_or_default();
@@ -338,7 +355,23 @@ impl Mapper {
             email: email.as_deref().unwrap_or(""),
             request: None,
         };
-        let rule = self.rules.iter().position(|r| rule_matches(r, &vars, &mut m.notes));
+        // Whom identity rules are about: the person's own user name and
+        // email, as the provider gave them (at sign-in nothing is mapped yet).
+        let user_n = names::normalize(&person);
+        let email_n = email.as_deref().map(names::normalize).filter(|e| !e.is_empty());
+        let who = Person {
+            groups: &groups_n,
+            role: None,
+            app_roles: &[],
+            users: std::slice::from_ref(&user_n),
+            emails: email_n.as_slice(),
+        };
+        let notes = &mut m.notes;
+        let mut matches = |i: usize| self.rules[i].who.unmet(&who, &vars, notes).is_none();
+        let rule = match scan {
+            false => self.index.first_match(&user_n, email_n.as_deref(), matches),
+            true => (0..self.rules.len()).find(|&i| matches(i)),
+        };
         m.rule = rule;
         let rule = rule.map(|i| &self.rules[i].config);
 
@@ -447,19 +480,6 @@ impl Mapper {
 /// configured groups and roles claims.)
 pub fn merge_claims(sources: &[&Claims]) -> Claims {
     claims::merge(sources, &["groups"])
-}
-
-/// Whether `rule` is about the person `vars` describes.
-fn rule_matches(rule: &Rule, vars: &Vars<'_>, notes: &mut Vec<String>) -> bool {
-    let email = names::normalize(vars.email);
-    let person = Person {
-        groups: vars.groups,
-        role: None,
-        app_roles: &[],
-        users: &[names::normalize(vars.user)],
-        emails: if email.is_empty() { &[] } else { std::slice::from_ref(&email) },
-    };
-    rule.who.unmet(&person, vars, notes).is_none()
 }
 
 

@@ -527,3 +527,59 @@ fn an_identity_mapped_earlier_is_checked_against_the_rules_now() {
     let none = IdentityParts { role: ROLE_NONE.into(), ..kid.to_parts() }.into();
     assert!(then.admits(&none).is_err());
 }
+
+#[test]
+fn ten_thousand_rules_one_per_person() {
+    let rules: String = (0..10_000).map(|i| format!("[[identity.rules]]\nusers = [\"user-{i}\"]\nuser = \"shared-{i}\"\n\n")).collect();
+    let m = mapper(&rules);
+    let e = m.explain(&claims(json!({"sub": "s", "preferred_username": "User-9999"})));
+    assert_eq!((e.rule, e.result.unwrap().user()), (Some(9999), "shared-9999"));
+    let e = m.explain(&claims(json!({"sub": "s", "preferred_username": "user-10000"})));
+    let id = e.result.unwrap();
+    assert_eq!((e.rule, id.user(), id.role()), (None, "user-10000", "guest"));
+}
+
+#[test]
+fn rules_found_by_name_keep_rule_order_and_every_list() {
+    let m = mapper(
+        r#"
+[[identity.rules]]
+users = ["alice"]
+groups = ["admins"]
+user = "alice-admin"
+
+[[identity.rules]]
+email_domains = ["example.com"]
+groups = ["staff"]
+user = "staff"
+
+[[identity.rules]]
+emails = ["Alice@Example.com"]
+user = "alice-by-email"
+
+[[identity.rules]]
+users = ["ALICE", "alice"]
+user = "alice-plain"
+"#,
+    );
+    let user = |name: &str, email: Option<&str>, groups: &[&str]| {
+        let mut c = json!({"sub": "s", "preferred_username": name, "groups": groups});
+        if let Some(e) = email {
+            c["email"] = json!(e);
+            c["email_verified"] = json!(true);
+        }
+        m.map(&claims(c)).unwrap().user().to_string()
+    };
+    // Rule 0 names alice but wants admins too.
+    assert_eq!(user("alice", None, &["admins"]), "alice-admin");
+    assert_eq!(user("alice", None, &[]), "alice-plain");
+    assert_eq!(user("Alice", None, &["staff"]), "alice-plain");
+    // Rule 1, for everyone at example.com in staff, is written before the
+    // rules that name her by email and by user name.
+    assert_eq!(user("alice", Some("alice@example.com"), &["staff"]), "staff");
+    assert_eq!(user("alice", Some("ALICE@example.com"), &[]), "alice-by-email");
+    assert_eq!(user("al", Some("alice@EXAMPLE.com"), &[]), "alice-by-email");
+    assert_eq!(user("alice", Some("alice@example.org"), &["admins"]), "alice-admin");
+    // A user name that looks like a listed email is not that email.
+    assert_eq!(user("alice@example.com", None, &[]), "alice@example.com");
+}
