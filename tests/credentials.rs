@@ -152,7 +152,19 @@ async fn run(kind: ProxyKind) {
         sign_jwt(&json!({"alg": "RS256", "kid": key(0).kid}), &claims, &k)
     };
     let bad_personal = format!("pcat_{}", "A".repeat(43));
+    // The verified (and cached) token with one letter of its claims
+    // changed: the same length and signature, so the same place in the
+    // cache of verified tokens, but not the token that verified.
+    let altered = {
+        let mut parts = good.split('.');
+        let (head, body, signature) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let claims = String::from_utf8(URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap();
+        assert!(claims.contains("\"alice\""), "{claims}");
+        format!("{head}.{}.{signature}", URL_SAFE_NO_PAD.encode(claims.replace("\"alice\"", "\"admin\"")))
+    };
+    assert_eq!(altered.len(), good.len());
     for (what, credential) in [
+        ("the cached token with its claims altered", altered),
         ("an unknown personal token", bad_personal.clone()),
         ("a wrong audience", provider_token(&s, json!({"aud": "someone-else"}))),
         ("an expired token", provider_token(&s, json!({"exp": now() - 600, "iat": now() - 900}))),

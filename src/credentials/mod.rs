@@ -15,6 +15,8 @@
 
 pub mod config;
 
+use std::borrow::Cow;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -38,30 +40,39 @@ pub enum Carrier {
     TokenHeader,
 }
 
-/// A credential as the request carries it (not checked yet).
+/// A credential as the request carries it (not checked yet), borrowed
+/// from the request's headers where it can be: a provider token is
+/// looked up in the cache of verified tokens without a copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Credential {
+pub enum Credential<'a> {
     /// Meant as a personal access token (it may not have a token's form).
-    Personal(String),
-    /// A JWT, perhaps the provider's access token.
-    Provider(String),
+    Personal(Cow<'a, str>),
+    /// Begins as a JWT does (`eyJ`): perhaps the provider's access token.
+    /// Its whole form is checked, by [`is_jwt`], only when it is not
+    /// already in the cache of verified tokens.
+    Provider(&'a str),
 }
 
 /// The credential on a request and the header it came in.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Found {
-    pub credential: Credential,
+pub struct Found<'a> {
+    pub credential: Credential<'a>,
     pub carrier: Carrier,
 }
 
-impl Found {
-    /// The SHA-256 of the credential: how caches and the failure limit
+impl Found<'_> {
+    /// The credential's text.
+    pub fn text(&self) -> &str {
+        match &self.credential {
+            Credential::Personal(t) => t,
+            Credential::Provider(t) => t,
+        }
+    }
+
+    /// The SHA-256 of the credential: how the store and the failure limit
     /// know it without keeping it.
     pub fn hash(&self) -> [u8; 32] {
-        let text = match &self.credential {
-            Credential::Personal(t) | Credential::Provider(t) => t,
-        };
-        Sha256::digest(text.as_bytes()).into()
+        Sha256::digest(self.text().as_bytes()).into()
     }
 
     /// `personal` or `bearer`, for logs and metrics.
@@ -86,15 +97,15 @@ pub struct Presented<'a> {
 
 /// The credential a request presents to portcullis, if any: the token
 /// header first, then `Authorization`, then `Proxy-Authorization`.
-pub fn find(presented: &Presented, config: &ApiConfig) -> Option<Found> {
+pub fn find<'a>(presented: &Presented<'a>, config: &ApiConfig) -> Option<Found<'a>> {
     if config.token_header.is_some() {
         if let Some(value) = presented.token_header {
             let text = value.to_str().unwrap_or("").trim();
-            let credential = if config.bearer_tokens && !token::looks_like(text) && is_jwt(text) {
-                Credential::Provider(text.to_string())
+            let credential = if config.bearer_tokens && !token::looks_like(text) && text.starts_with(JWT_START) {
+                Credential::Provider(text)
             } else {
                 // Whatever it holds was meant as a token: refused if not one.
-                Credential::Personal(text.to_string())
+                Credential::Personal(Cow::Borrowed(text))
             };
             return Some(Found { credential, carrier: Carrier::TokenHeader });
         }
@@ -108,30 +119,34 @@ pub fn find(presented: &Presented, config: &ApiConfig) -> Option<Found> {
 }
 
 /// A credential in an `Authorization` value, when it is portcullis's.
-fn from_authorization(value: &str, config: &ApiConfig) -> Option<Credential> {
+fn from_authorization<'a>(value: &'a str, config: &ApiConfig) -> Option<Credential<'a>> {
     let (scheme, rest) = value.trim().split_once(' ')?;
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
         if config.personal_tokens && token::looks_like(rest) {
-            return Some(Credential::Personal(rest.to_string()));
+            return Some(Credential::Personal(Cow::Borrowed(rest)));
         }
-        if config.bearer_tokens && is_jwt(rest) {
-            return Some(Credential::Provider(rest.to_string()));
+        if config.bearer_tokens && rest.starts_with(JWT_START) {
+            return Some(Credential::Provider(rest));
         }
     } else if scheme.eq_ignore_ascii_case("basic") && config.personal_tokens {
         // Any user name; the password is the token.
         let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
         let (_, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
         if token::looks_like(password) {
-            return Some(Credential::Personal(password.to_string()));
+            return Some(Credential::Personal(Cow::Owned(password.to_string())));
         }
     }
     None
 }
 
-/// Whether `text` has a signed JWT's form (three base64url parts).
-fn is_jwt(text: &str) -> bool {
-    // On every request with a provider token: one pass over its bytes.
+/// How every JWT begins: `{"` in base64url.
+const JWT_START: &str = "eyJ";
+
+/// Whether `text` has a signed JWT's form (three base64url parts): asked
+/// of a provider token not in the cache of verified tokens (one that is
+/// had this form when it verified).
+pub fn is_jwt(text: &str) -> bool {
     let mut dots = 0;
     text.starts_with("eyJ")
         && text.bytes().all(|b| {
@@ -139,6 +154,18 @@ fn is_jwt(text: &str) -> bool {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
         })
         && dots == 2
+}
+
+/// A provider token that [`find`] took for one on its first bytes but
+/// that has not a JWT's form, once it is known not to be in the cache of
+/// verified tokens: in the token header, it was meant as a personal token
+/// (and is refused as one); in `Authorization`, it is the app's own.
+pub fn not_a_jwt(found: Found<'_>) -> Option<Found<'_>> {
+    match found.credential {
+        Credential::Provider(text) if !is_jwt(text) => (found.carrier == Carrier::TokenHeader)
+            .then_some(Found { credential: Credential::Personal(Cow::Borrowed(text)), carrier: found.carrier }),
+        _ => Some(found),
+    }
 }
 
 /// Whether the JWT `text` says it is from `issuer` (not verified: whether
@@ -153,38 +180,83 @@ pub fn names_issuer(text: &str, issuer: &str) -> bool {
 pub struct Verified {
     pub identity: Identity,
     pub claims: StoredClaims,
-    /// When the token expires (seconds since the epoch).
-    pub expires_at: u64,
+    /// Until when it is answered from the cache (seconds since the epoch):
+    /// when it expires, or an hour after it verified if sooner.
+    pub good_until: u64,
 }
 
-/// Provider tokens that verified, by hash, until they expire: a repeated
-/// bearer request costs no signature check. Emptied when the rules are
-/// reloaded, so a token is mapped with the rules in force.
-pub struct BearerCache(moka::sync::Cache<[u8; 32], Arc<Verified>>);
+/// Provider tokens that verified, by their text, until they expire or
+/// for an hour at most: a repeated bearer request costs no signature
+/// check. Emptied when the rules are reloaded, so a token is mapped with
+/// the rules in force.
+///
+/// Keyed by the token's text, compared in full: only the very token that
+/// verified is answered from here. Its hash for the table is taken of its
+/// last bytes only ([`TailHash`]), so a hit costs one short hash and one
+/// comparison, not a digest of the whole token.
+pub struct BearerCache(quick_cache::sync::Cache<Box<str>, Arc<Verified>, quick_cache::UnitWeighter, TailHash>);
 
 /// Most verified provider tokens kept at once.
-const BEARER_CACHE_ENTRIES: u64 = 10_000;
+const BEARER_CACHE_ENTRIES: usize = 10_000;
+/// The longest a verified token is kept before it is verified and mapped again.
+pub const BEARER_CACHE_TTL: u64 = 3600;
 
 impl Default for BearerCache {
     fn default() -> Self {
-        BearerCache(moka::sync::Cache::builder().max_capacity(BEARER_CACHE_ENTRIES).time_to_live(Duration::from_secs(3600)).build())
+        BearerCache(quick_cache::sync::Cache::with(
+            BEARER_CACHE_ENTRIES,
+            BEARER_CACHE_ENTRIES as u64,
+            quick_cache::UnitWeighter,
+            TailHash::default(),
+            Default::default(),
+        ))
     }
 }
 
 impl BearerCache {
-    /// The verified token of this hash, while it has not expired.
-    pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<Verified>> {
-        let hit = self.0.get(hash).filter(|v| v.expires_at > crate::clock::unix_now());
+    /// The verified token `text`, while it has not expired.
+    pub fn get(&self, text: &str) -> Option<Arc<Verified>> {
+        let hit = self.0.get(text).filter(|v| v.good_until > crate::clock::unix_now());
         crate::metrics::get().bearer_cache(hit.is_some());
         hit
     }
 
-    pub fn insert(&self, hash: [u8; 32], verified: Arc<Verified>) {
-        self.0.insert(hash, verified);
+    pub fn insert(&self, text: &str, verified: Arc<Verified>) {
+        self.0.insert(text.into(), verified);
     }
 
     pub fn clear(&self) {
-        self.0.invalidate_all();
+        self.0.clear();
+    }
+}
+
+/// The cache's hash of a token: SipHash with this process's random keys
+/// (as std's maps), of the token's length and its last 32 bytes, the end
+/// of its signature. Two tokens that share those still hash alike and
+/// are told apart by comparing them; with secret keys, nobody can make
+/// tokens that hash alike on purpose.
+#[derive(Clone, Default)]
+pub struct TailHash(RandomState);
+
+/// How many of a token's last bytes are hashed.
+const TAIL: usize = 32;
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+pub struct TailHasher(std::hash::DefaultHasher);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0.write(&bytes[bytes.len().saturating_sub(TAIL)..]);
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
     }
 }
 
@@ -246,13 +318,13 @@ mod tests {
     use hyper::header::{AUTHORIZATION, HeaderMap, PROXY_AUTHORIZATION};
 
     /// [`super::find`] on a request's headers.
-    fn find(headers: &HeaderMap, config: &ApiConfig) -> Option<Found> {
+    fn find<'a>(headers: &'a HeaderMap, config: &ApiConfig) -> Option<Found<'a>> {
         let presented = Presented {
             token_header: config.token_header.as_ref().and_then(|name| headers.get(name.as_str())),
             authorization: headers.get(AUTHORIZATION),
             proxy_authorization: headers.get(PROXY_AUTHORIZATION),
         };
-        super::find(&presented, config)
+        super::find(&presented, config).and_then(not_a_jwt)
     }
 
     fn config(toml: &str) -> ApiConfig {
@@ -273,16 +345,22 @@ mod tests {
     fn personal_tokens_in_bearer_basic_and_their_own_header() {
         let (t, _) = token::generate();
         let c = config("token_header = \"X-Portcullis-Token\"");
-        let personal = |carrier| Some(Found { credential: Credential::Personal(t.clone()), carrier });
+        let personal = |carrier| Some(Found { credential: Credential::Personal(t.as_str().into()), carrier });
         assert_eq!(find(&headers(&[("authorization", &format!("Bearer {t}"))]), &c), personal(Carrier::Authorization));
         assert_eq!(find(&headers(&[("authorization", &format!("bearer  {t} "))]), &c), personal(Carrier::Authorization));
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("anyone:{t}"));
         assert_eq!(find(&headers(&[("authorization", &format!("Basic {basic}"))]), &c), personal(Carrier::Authorization));
         assert_eq!(find(&headers(&[("x-portcullis-token", &t)]), &c), personal(Carrier::TokenHeader));
-        // Anything in the token header was meant as a token.
+        // Anything in the token header was meant as a token, even what
+        // begins as a JWT does when bearer tokens are on.
         assert_eq!(
             find(&headers(&[("x-portcullis-token", "guess")]), &c).map(|f| f.credential),
             Some(Credential::Personal("guess".into()))
+        );
+        let c = config("token_header = \"X-Portcullis-Token\"\nbearer_tokens = true\naudiences = [\"api\"]");
+        assert_eq!(
+            find(&headers(&[("x-portcullis-token", "eyJ.guess!")]), &c).map(|f| f.credential),
+            Some(Credential::Personal("eyJ.guess!".into()))
         );
     }
 
@@ -290,15 +368,37 @@ mod tests {
     fn the_apps_own_authorization_is_left_alone() {
         let c = config("bearer_tokens = true\naudiences = [\"api\"]");
         let basic = base64::engine::general_purpose::STANDARD.encode("alice:her-webdav-password");
-        for value in [format!("Basic {basic}"), "Bearer opaque-app-token".into(), "Digest x=1".into(), "Bearer".into()] {
+        for value in [format!("Basic {basic}"), "Bearer opaque-app-token".into(), "Digest x=1".into(), "Bearer".into(), "Bearer eyJ.its-own.token!".into()] {
             assert_eq!(find(&headers(&[("authorization", &value)]), &c), None, "{value}");
         }
         // Without bearer_tokens, a JWT is the app's too.
         assert_eq!(find(&headers(&[("authorization", &format!("Bearer {JWT}"))]), &config("")), None);
-        let found = find(&headers(&[("proxy-authorization", &format!("Bearer {JWT}"))]), &c).unwrap();
-        assert_eq!((found.credential, found.carrier), (Credential::Provider(JWT.into()), Carrier::ProxyAuthorization));
+        let proxy = headers(&[("proxy-authorization", &format!("Bearer {JWT}"))]);
+        let found = find(&proxy, &c).unwrap();
+        assert_eq!((found.credential, found.carrier), (Credential::Provider(JWT), Carrier::ProxyAuthorization));
         assert!(names_issuer(JWT, "https://id.example.com"));
         assert!(!names_issuer(JWT, "https://id.example.com/"));
+    }
+
+    #[test]
+    fn the_cache_answers_only_the_very_token_that_verified() {
+        let cache = BearerCache::default();
+        let verified = Verified { identity: crate::session::test_session("alice").identity, claims: Default::default(), good_until: u64::MAX };
+        cache.insert(JWT, Arc::new(verified));
+        assert!(cache.get(JWT).is_some());
+        // The same length and the same last bytes (the signature): the
+        // same hash, told apart by the comparison.
+        let altered = JWT.replacen("eyJpc3Mi", "eyJpc3Nj", 1);
+        assert_eq!((altered.len(), &altered[altered.len() - TAIL..]), (JWT.len(), &JWT[JWT.len() - TAIL..]));
+        let h = TailHash::default();
+        assert_eq!(h.hash_one(JWT), h.hash_one(altered.as_str()));
+        assert!(cache.get(&altered).is_none());
+        assert!(cache.get(&JWT[..JWT.len() - 1]).is_none());
+        // An expired entry is not answered.
+        cache.insert("eyJx.eyJ5.old", Arc::new(Verified { identity: crate::session::test_session("bob").identity, claims: Default::default(), good_until: 1 }));
+        assert!(cache.get("eyJx.eyJ5.old").is_none());
+        cache.clear();
+        assert!(cache.get(JWT).is_none());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use super::respond::{Failure, Step};
 use super::{App, Rules};
 use crate::claims::StoredClaims;
-use crate::credentials::{Carrier, Credential, Found, Presented, Verified};
+use crate::credentials::{Carrier, Credential, Presented, Verified};
 use crate::identity::Identity;
 use crate::oidc::BearerError;
 use crate::request::client_ip;
@@ -77,20 +77,26 @@ pub(super) async fn check(
     let Some(found) = crate::credentials::find(presented, &app.config.api) else {
         return Ok(None);
     };
-    let hash = found.hash();
-    if let Credential::Provider(jwt) = &found.credential {
-        if let Some(verified) = app.bearer.get(&hash) {
+    if let Credential::Provider(jwt) = found.credential {
+        // The usual case, a token seen before: no digest, no copy.
+        if let Some(verified) = app.bearer.get(jwt) {
             return Ok(Some((Holder::Bearer(verified), found.carrier)));
         }
+    }
+    let Some(found) = crate::credentials::not_a_jwt(found) else {
+        return Ok(None);
+    };
+    if let Credential::Provider(jwt) = found.credential {
         if !crate::credentials::names_issuer(jwt, app.oidc.issuer()) {
             // Some other issuer's token, meant for the app.
             return Ok(None);
         }
     }
+    let hash = found.hash();
     let client = client_ip(req.headers(), peer);
     if let Some(wait) = app.failures.blocked(&client) {
-        crate::metrics::get().credential_refused(found.kind(), "rate_limited");
-        tracing::info!(event = "token_refused", kind = found.kind(), reason = "rate_limited", client_ip = %client, host, "credential refused: too many refused from this address");
+        let at = Who { client: Some(&client), host: Some(host), ..Who::default() };
+        audit(found.kind(), "rate_limited", &at, "too many refused from this address");
         return Err(Failure::TooManyFailures(wait));
     }
     if app.failures.just_refused(&client, &hash) {
@@ -99,29 +105,46 @@ pub(super) async fn check(
     }
     let checked = match &found.credential {
         Credential::Personal(text) => personal(app, rules, text, hash, host).await,
-        Credential::Provider(jwt) => bearer(app, rules, jwt, hash).await,
+        Credential::Provider(jwt) => bearer(app, rules, jwt).await,
     };
     match checked {
         Ok(Ok(holder)) => Ok(Some((holder, found.carrier))),
         Ok(Err(refusal)) => {
             app.failures.refused(&client, &hash);
-            log_refusal(&found, &refusal, &client, host);
+            let at = Who { client: Some(&client), host: Some(host), ..Who::default() };
+            audit(found.kind(), refusal.reason, &at, &refusal.detail);
             Err(Failure::CredentialRefused)
         }
         Err(failure) => Err(failure),
     }
 }
 
-fn log_refusal(found: &Found, r: &Refused, client: &str, host: &str) {
-    crate::metrics::get().credential_refused(found.kind(), r.reason);
+/// Who and where a refused credential was presented, as far as known
+/// (what is not known is left out of the log line).
+#[derive(Default)]
+struct Who<'a> {
+    client: Option<&'a str>,
+    host: Option<&'a str>,
+    user: Option<&'a str>,
+    subject: Option<&'a str>,
+    /// A personal token's name (never the token).
+    token: Option<&'a str>,
+}
+
+/// Every refused credential is counted and audit-logged here, once:
+/// `event=token_refused`, its kind and reason, never the credential.
+fn audit(kind: &'static str, reason: &'static str, who: &Who<'_>, detail: &str) {
+    crate::metrics::get().credential_refused(kind, reason);
     tracing::info!(
         event = "token_refused",
-        kind = found.kind(),
-        reason = r.reason,
-        client_ip = %client,
-        host,
-        "credential refused: {}",
-        r.detail
+        kind,
+        reason,
+        client_ip = who.client,
+        host = who.host,
+        user = who.user,
+        subject = who.subject,
+        token = who.token,
+        "credential refused: {detail}"
     );
 }
 
@@ -141,8 +164,8 @@ async fn personal(app: &App, rules: &Rules, text: &str, hash: [u8; 32], host: &s
     let info = session.token.as_deref().expect("a token record");
     let identity = &session.identity;
     let deny = |reason: &'static str, detail: String| {
-        crate::metrics::get().credential_refused("personal", reason);
-        tracing::info!(event = "token_refused", kind = "personal", reason, user = %identity.user(), subject = %identity.subject(), host, token = %info.name, "credential refused: {detail}");
+        let who = Who { host: Some(host), user: Some(identity.user()), subject: Some(identity.subject()), token: Some(&info.name), ..Who::default() };
+        audit("personal", reason, &who, &detail);
         Failure::Denied
     };
     if !info.good_for(host) {
@@ -176,14 +199,13 @@ fn touch(app: &App, key: crate::session::StoreKey, session: &Arc<Session>) {
 
 /// A provider token not seen before: verified against the provider's
 /// keys, its claims mapped as a sign-in's are, then cached until it expires.
-async fn bearer(app: &App, rules: &Rules, jwt: &str, hash: [u8; 32]) -> Result<Result<Holder, Refused>, Failure> {
+async fn bearer(app: &App, rules: &Rules, jwt: &str) -> Result<Result<Holder, Refused>, Failure> {
     let api = &app.config.api;
     let claims = match app.oidc.verify_bearer(jwt, &api.audiences, &api.required_scopes).await {
         Ok(claims) => claims,
         Err(BearerError::Invalid(reason, detail)) => return Ok(Err(refused(reason, detail))),
         Err(BearerError::Scope(detail)) => {
-            crate::metrics::get().credential_refused("bearer", "scope");
-            tracing::info!(event = "token_refused", kind = "bearer", reason = "scope", "credential refused: {detail}");
+            audit("bearer", "scope", &Who::default(), &detail);
             return Err(Failure::InsufficientScope);
         }
         Err(BearerError::Unavailable(e)) => {
@@ -192,6 +214,7 @@ async fn bearer(app: &App, rules: &Rules, jwt: &str, hash: [u8; 32]) -> Result<R
         }
     };
     let expires_at = claims.get("exp").and_then(|v| v.as_f64()).map_or(0, |e| e as u64);
+    let good_until = expires_at.min(unix_now() + crate::credentials::BEARER_CACHE_TTL);
     let (claims, identity) = rules.mapper.derive(&app.graph, &claims, None, None, None).await;
     let identity = match identity {
         Ok(i) => crate::session::capped(i),
@@ -199,12 +222,11 @@ async fn bearer(app: &App, rules: &Rules, jwt: &str, hash: [u8; 32]) -> Result<R
             // A valid token of someone the identity rules refuse: as a
             // refused sign-in, 403.
             let sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("");
-            crate::metrics::get().credential_refused("bearer", "identity");
-            tracing::info!(event = "token_refused", kind = "bearer", reason = "identity", subject = %sub, "credential refused: {refusal}");
+            audit("bearer", "identity", &Who { subject: Some(sub), ..Who::default() }, &refusal.to_string());
             return Err(Failure::Denied);
         }
     };
-    let verified = Arc::new(Verified { identity, claims: StoredClaims::keep(&claims, rules.keep_claims), expires_at });
-    app.bearer.insert(hash, Arc::clone(&verified));
+    let verified = Arc::new(Verified { identity, claims: StoredClaims::keep(&claims, rules.keep_claims), good_until });
+    app.bearer.insert(jwt, Arc::clone(&verified));
     Ok(Ok(Holder::Bearer(verified)))
 }
