@@ -218,3 +218,62 @@ async fn a_logout_token_id_is_remembered_as_long_as_the_token_is_accepted() {
     let pttl: i64 = redis.cli(&["PTTL", "portcullis:marker:jti:jti-remembered"]).trim().parse().unwrap();
     assert!(pttl >= (25 * 60 - 10) * 1000, "the jti is forgotten after {pttl} ms");
 }
+
+/// Fifty groups of thirty characters are stored once in Redis for every
+/// session that has them, not once per session, and every session still
+/// gets them all; a session whose group list is gone or altered is
+/// refused, never let in without its groups.
+#[tokio::test]
+async fn a_long_group_list_is_stored_once_and_a_missing_one_ends_the_session() {
+    let Some(redis) = Redis::start().await else { return };
+    let idp = Idp::start().await;
+    let groups: Vec<String> = (0..50).map(|i| format!("{:x<30}", format!("team-{i:02}-"))).collect();
+    idp.set_user(serde_json::json!({
+        "sub": "user-1", "preferred_username": "alice", "email": "alice@example.com",
+        "email_verified": true, "name": "Alice", "groups": groups,
+    }));
+    let svc = Service::start(&redis_toml(&idp, &redis)).await;
+    svc.wait_ready().await;
+    let home = format!("{}/", svc.url);
+    let (laptop, phone) = (browser(), browser());
+    login(&laptop, &svc.url, &home).await;
+    login(&phone, &svc.url, &home).await;
+    for client in [&laptop, &phone] {
+        let r = verify(client, &svc.url, &home).await;
+        assert_eq!(r.status(), 200, "{}", svc.logs());
+        assert_eq!(r.headers()["remote-groups"].to_str().unwrap(), groups.join(","));
+    }
+    let lists = redis.cli(&["--scan", "--pattern", "portcullis:groups:*"]);
+    let lists: Vec<&str> = lists.lines().collect();
+    assert_eq!(lists.len(), 1, "one list for both sessions: {lists:?}");
+    let ttl: u64 = redis.cli(&["TTL", lists[0]]).trim().parse().unwrap();
+    assert!(ttl > 43000, "the list lives as long as its sessions: ttl {ttl}");
+    let sessions = redis.cli(&["--scan", "--pattern", "portcullis:session:*"]);
+    for key in sessions.lines() {
+        let stored = redis.cli(&["GET", key]);
+        assert!(stored.contains("alice") && !stored.contains("team-07"), "{stored}");
+    }
+
+    // Another instance (nothing in its memory) reads the list from Redis.
+    let other = Service::start(&redis_toml(&idp, &redis)).await;
+    other.wait_ready().await;
+    let cookie = |client: &reqwest::Client| client.get(format!("{}/auth/nginx", other.url)).header("x-original-url", &home);
+    let r = cookie(&laptop).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", other.logs());
+    assert_eq!(r.headers()["remote-groups"].to_str().unwrap(), groups.join(","));
+
+    // An altered list is not the one the session names: refused.
+    redis.cli(&["SET", lists[0], r#"{"groups":["admins"]}"#, "KEEPTTL"]);
+    let third = Service::start(&redis_toml(&idp, &redis)).await;
+    third.wait_ready().await;
+    let ask = |svc: &Service, client: &reqwest::Client| {
+        client.get(format!("{}/auth/nginx", svc.url)).header("x-original-url", home.clone()).send()
+    };
+    assert_eq!(ask(&third, &phone).await.unwrap().status(), 401, "{}", third.logs());
+    // Gone (evicted under maxmemory, say): refused too, and said in the log.
+    redis.cli(&["DEL", lists[0]]);
+    let fourth = Service::start(&redis_toml(&idp, &redis)).await;
+    fourth.wait_ready().await;
+    assert_eq!(ask(&fourth, &laptop).await.unwrap().status(), 401);
+    assert!(fourth.logs().contains("session_groups_missing"), "{}", fourth.logs());
+}

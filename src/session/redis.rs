@@ -11,8 +11,11 @@
 //!   which follows slot moves itself.
 //!
 //! Each session is one key (`portcullis:session:<hash of the ID>`) holding
-//! JSON, with a Redis TTL so it expires by itself. An outage is logged once
-//! when it starts and once when it ends, not per request.
+//! JSON, with a Redis TTL so it expires by itself. A long list of groups
+//! (an organisation's people are in dozens) is kept apart, once for every
+//! session with the same groups: a person's browsers, phones and tokens,
+//! and the people of one team ([`groups`]). An outage is logged once when
+//! it starts and once when it ends, not per request.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use super::{Index, Session, SessionStore, StoreError, StoreKey};
 const PREFIX: &str = "portcullis:session:";
 const INDEX_PREFIX: &str = "portcullis:index:";
 const MARKER_PREFIX: &str = "portcullis:marker:";
+const GROUPS_PREFIX: &str = "portcullis:groups:";
 
 /// Where Redis is and how to talk to it.
 #[derive(Clone)]
@@ -85,6 +89,9 @@ pub struct RedisStore {
     timeout: Duration,
     index_ttl: Duration,
     down: AtomicBool,
+    /// Group lists read from Redis, by the hash that names them (they
+    /// never change under a name).
+    groups: groups::Known,
 }
 
 fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
@@ -135,7 +142,13 @@ impl RedisStore {
                 Target::Cluster(builder.build().map_err(|_| invalid("not a list of Redis cluster node URLs"))?, RwLock::new(None))
             }
         };
-        Ok(RedisStore { target, timeout: options.timeout, index_ttl: options.index_ttl, down: AtomicBool::new(false) })
+        Ok(RedisStore {
+            target,
+            timeout: options.timeout,
+            index_ttl: options.index_ttl,
+            down: AtomicBool::new(false),
+            groups: groups::Known::default(),
+        })
     }
 
     fn redis_key(key: &StoreKey) -> String {
@@ -313,6 +326,149 @@ impl SentinelUrl {
 /// Sets KEYS[1] to expire in ARGV[1] seconds unless it lives longer already.
 const EXTEND_TTL: &str = "if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return 0";
 
+/// Group lists kept apart from the sessions that have them.
+///
+/// A session whose groups take more than [`groups::APART`] bytes is stored
+/// as `G<name>\n` and its JSON without the groups; the groups are stored
+/// once under `portcullis:groups:<name>`, where the name is the SHA-256
+/// of that list (base64url). Every session with the same groups (a
+/// person's browsers and devices, the people of one team) shares it, so
+/// Redis holds a person's fifty groups once, not once per session. The
+/// list lives as long as the longest-lived session written with it (as
+/// the index sets do). Sessions stored before, all JSON, are read as they
+/// are.
+mod groups {
+    use std::sync::Arc;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde::{Deserialize, Serialize};
+    use sha2::{Digest, Sha256};
+
+    use super::{EXTEND_TTL, GROUPS_PREFIX, Session, StoreError};
+    use crate::identity::IdentityParts;
+
+    /// Groups that take more bytes than this (as JSON) are kept apart; a
+    /// household's two or three stay in the session.
+    pub const APART: usize = 256;
+    /// Lists kept in this process (by weight: their bytes), 16 MiB.
+    const KNOWN_BYTES: u64 = 16 << 20;
+    /// The length of a name: base64url of 32 bytes.
+    const NAME_LEN: usize = 43;
+
+    /// A session's groups and the groups its header shows.
+    #[derive(Serialize, Deserialize)]
+    pub struct List {
+        groups: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header_groups: Option<Vec<String>>,
+        /// The JSON of the two lists, as stored, and its name.
+        #[serde(skip)]
+        json: Vec<u8>,
+        #[serde(skip)]
+        name: String,
+    }
+
+    impl List {
+        /// The list read back from Redis, if it is the one `name` names.
+        pub fn read(name: &str, bytes: &[u8]) -> Option<List> {
+            if URL_SAFE_NO_PAD.encode(Sha256::digest(bytes)) != name {
+                return None;
+            }
+            let mut list: List = serde_json::from_slice(bytes).ok()?;
+            list.name = name.to_string();
+            list.json = bytes.to_vec();
+            Some(list)
+        }
+
+        /// `session` (stored without groups) with these groups back.
+        pub fn restore(&self, mut session: Session) -> Session {
+            let parts = IdentityParts { groups: self.groups.clone(), header_groups: self.header_groups.clone(), ..session.identity.to_parts() };
+            session.identity = parts.into();
+            session
+        }
+
+        /// Adds to `pipe`: store the list unless it is there, and let it
+        /// live at least `secs` more.
+        pub fn store(&self, pipe: &mut redis::Pipeline, secs: u64) {
+            let key = redis_key(&self.name);
+            pipe.cmd("SET").arg(&key).arg(&self.json).arg("NX").arg("EX").arg(secs).ignore();
+            pipe.cmd("EVAL").arg(EXTEND_TTL).arg(1).arg(&key).arg(secs).ignore();
+        }
+
+        fn weight(&self) -> u64 {
+            (self.json.len() * 2 + 64) as u64
+        }
+    }
+
+    pub fn redis_key(name: &str) -> String {
+        format!("{GROUPS_PREFIX}{name}")
+    }
+
+    /// What Redis stores for `session`, and the group list it needs
+    /// stored with it (when its groups are kept apart).
+    pub fn write(session: &Session) -> Result<(Vec<u8>, Option<List>), StoreError> {
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let identity = &session.identity;
+        let size: usize = identity.groups().map(|g| g.len() + 3).sum::<usize>()
+            + identity.header_groups().map_or(0, |h| h.map(|g| g.len() + 3).sum());
+        if size <= APART {
+            return Ok((serde_json::to_vec(session).map_err(corrupt)?, None));
+        }
+        let parts = identity.to_parts();
+        let mut list = List { groups: parts.groups.clone(), header_groups: parts.header_groups.clone(), json: Vec::new(), name: String::new() };
+        list.json = serde_json::to_vec(&list).map_err(corrupt)?;
+        list.name = URL_SAFE_NO_PAD.encode(Sha256::digest(&list.json));
+        let mut without = session.clone();
+        without.identity = IdentityParts { groups: Vec::new(), header_groups: None, ..parts }.into();
+        let mut bytes = Vec::with_capacity(2 + NAME_LEN + 256);
+        bytes.push(b'G');
+        bytes.extend_from_slice(list.name.as_bytes());
+        bytes.push(b'\n');
+        serde_json::to_writer(&mut bytes, &without).map_err(corrupt)?;
+        Ok((bytes, Some(list)))
+    }
+
+    /// A stored session whose groups are kept apart: the list's name and
+    /// the session's JSON. `None` for a session stored whole (JSON).
+    pub fn split(bytes: &[u8]) -> Option<(&str, &[u8])> {
+        let rest = bytes.strip_prefix(b"G")?;
+        let (name, json) = (rest.get(..NAME_LEN)?, rest.get(NAME_LEN + 1..)?);
+        (rest.get(NAME_LEN) == Some(&b'\n')).then_some(())?;
+        Some((std::str::from_utf8(name).ok()?, json))
+    }
+
+    /// Group lists already read, by name.
+    pub struct Known(quick_cache::sync::Cache<String, Arc<List>, ByWeight>);
+
+    #[derive(Clone)]
+    pub struct ByWeight;
+
+    impl quick_cache::Weighter<String, Arc<List>> for ByWeight {
+        fn weight(&self, _key: &String, list: &Arc<List>) -> u64 {
+            list.weight()
+        }
+    }
+
+    impl Default for Known {
+        fn default() -> Known {
+            Known(quick_cache::sync::Cache::with(4096, KNOWN_BYTES, ByWeight, Default::default(), Default::default()))
+        }
+    }
+
+    impl Known {
+        pub fn get(&self, name: &str) -> Option<Arc<List>> {
+            self.0.get(name)
+        }
+
+        pub fn insert(&self, name: &str, list: List) -> Arc<List> {
+            let list = Arc::new(list);
+            self.0.insert(name.to_string(), Arc::clone(&list));
+            list
+        }
+    }
+}
+
 fn index_key(index: &Index) -> String {
     format!("{INDEX_PREFIX}{}", index.key())
 }
@@ -335,24 +491,48 @@ impl SessionStore for RedisStore {
     async fn get(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
         let mut conn = self.conn().await?;
         let raw: Option<Vec<u8>> = self.call(conn.get(Self::redis_key(key))).await?;
-        match raw {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice::<Session>(&bytes)
-                .map(|s| Some(Arc::new(s)))
-                .map_err(|e| StoreError::Corrupt(e.to_string())),
-        }
+        let Some(bytes) = raw else { return Ok(None) };
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let Some((name, json)) = groups::split(&bytes) else {
+            return serde_json::from_slice::<Session>(&bytes).map(|s| Some(Arc::new(s))).map_err(corrupt);
+        };
+        let session = serde_json::from_slice::<Session>(json).map_err(corrupt)?;
+        let list = match self.groups.get(name) {
+            Some(list) => list,
+            None => {
+                let stored: Option<Vec<u8>> = self.call(conn.get(groups::redis_key(name))).await?;
+                let Some(list) = stored.and_then(|b| groups::List::read(name, &b)) else {
+                    // Gone (Redis evicted it under maxmemory) or not what
+                    // its name says: the session cannot be used; its
+                    // holder signs in again.
+                    tracing::warn!(event = "session_groups_missing", "a session's group list is missing from Redis; the session is ended");
+                    return Ok(None);
+                };
+                self.groups.insert(name, list)
+            }
+        };
+        Ok(Some(Arc::new(list.restore(session))))
     }
 
     async fn put(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(&*session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let secs = ttl.as_secs().max(1);
-        // One round trip: the session, then its index entries. An index set
-        // lives a full session lifetime past its latest write, or as long
-        // as its longest-lived member (a personal access token), so it
-        // outlives every record in it; stale members are dropped when found.
-        let mut pipe = redis::pipe();
-        pipe.set_ex(Self::redis_key(key), bytes, secs).ignore();
+        // One round trip: the group list (when kept apart), the session,
+        // then its index entries. An index set, and a group list, lives a
+        // full session lifetime past its latest write, or as long as its
+        // longest-lived member (a personal access token), so it outlives
+        // every record in it; stale index members are dropped when found.
         let index_secs = self.index_ttl.as_secs().max(secs);
+        let (bytes, list) = groups::write(&session)?;
+        let mut pipe = redis::pipe();
+        if let Some(list) = &list {
+            list.store(&mut pipe, index_secs);
+            if matches!(self.target, Target::Cluster(..)) {
+                // A cluster's commands go at once to different nodes:
+                // the list first, so no session is read without it.
+                self.run(&std::mem::take(&mut pipe)).await?;
+            }
+        }
+        pipe.set_ex(Self::redis_key(key), bytes, secs).ignore();
         for index in session.indexes() {
             let name = index_key(&index);
             pipe.sadd(&name, key.text()).ignore();
@@ -363,9 +543,15 @@ impl SessionStore for RedisStore {
     }
 
     async fn update(&self, key: &StoreKey, session: Arc<Session>, ttl: Duration) -> Result<bool, StoreError> {
-        let bytes = serde_json::to_vec(&*session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut conn = self.conn().await?;
         let secs = ttl.as_secs().max(1);
+        let (bytes, list) = groups::write(&session)?;
+        if let Some(list) = &list {
+            // A refresh may have brought other groups.
+            let mut pipe = redis::pipe();
+            list.store(&mut pipe, self.index_ttl.as_secs().max(secs));
+            self.run(&pipe).await?;
+        }
+        let mut conn = self.conn().await?;
         let set: Option<String> = self
             .call(redis::cmd("SET").arg(Self::redis_key(key)).arg(bytes).arg("XX").arg("EX").arg(secs).query_async(&mut conn))
             .await?;
