@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 
 use super::{Index, MemoryBound, Session, SessionStore, StoreError, StoreKey};
 
@@ -28,10 +28,22 @@ struct Entry {
     weight: u32,
 }
 
-/// Sessions read recently from `inner`.
+/// Weighs a cached session by its size (computed once, when read).
+#[derive(Clone)]
+struct ByWeight;
+
+impl quick_cache::Weighter<StoreKey, Entry> for ByWeight {
+    fn weight(&self, _key: &StoreKey, entry: &Entry) -> u64 {
+        u64::from(entry.weight)
+    }
+}
+
+/// Sessions read recently from `inner`: quick_cache, as the memory store,
+/// for its cheap reads (a verify is one); an entry older than the TTL is
+/// never answered, and is replaced by the next read or evicted.
 pub struct CachedStore {
     inner: Arc<dyn SessionStore>,
-    cache: Cache<StoreKey, Entry>,
+    cache: Cache<StoreKey, Entry, ByWeight>,
     ttl: Duration,
     /// Counts this instance's writes, so a read that began before one is
     /// not cached after it.
@@ -49,11 +61,7 @@ impl CachedStore {
     pub fn bounded(inner: Arc<dyn SessionStore>, ttl: Duration, bound: MemoryBound) -> CachedStore {
         CachedStore {
             inner,
-            cache: Cache::builder()
-                .max_capacity(bound.max_bytes)
-                .weigher(|_, e: &Entry| e.weight)
-                .time_to_live(ttl)
-                .build(),
+            cache: Cache::with_options(super::memory::options(&bound), ByWeight, Default::default(), Default::default()),
             ttl,
             writes: AtomicU64::new(0),
             bound,
@@ -64,10 +72,10 @@ impl CachedStore {
     /// (effective at once) and again after it, once the write counter
     /// has moved (so a read begun meanwhile is not cached either).
     async fn write<T>(&self, key: &StoreKey, write: impl Future<Output = T>) -> T {
-        self.cache.invalidate(key);
+        self.cache.remove(key);
         let result = write.await;
         self.writes.fetch_add(1, Ordering::SeqCst);
-        self.cache.invalidate(key);
+        self.cache.remove(key);
         result
     }
 }
@@ -76,7 +84,7 @@ impl CachedStore {
 impl SessionStore for CachedStore {
     async fn get(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
         if let Some(hit) = self.cache.get(key) {
-            // moka's TTL counts from the insert, after the read.
+            // Counted from before the read that fetched it.
             if hit.fetched.elapsed() < self.ttl {
                 crate::metrics::get().session_cache(true);
                 return Ok(Some(hit.session));
@@ -133,10 +141,10 @@ impl CachedStore {
             // before or after the insert: if after, its second
             // invalidation removed the entry; if before, this does.
             if self.writes.load(Ordering::SeqCst) != writes {
-                self.cache.invalidate(key);
+                self.cache.remove(key);
             }
         } else {
-            self.cache.invalidate(key);
+            self.cache.remove(key);
         }
         Ok(found)
     }

@@ -54,6 +54,17 @@ impl Entry {
     }
 }
 
+/// quick_cache's options for sessions held within `bound` (here and in
+/// the cache in front of Redis).
+pub(super) fn options(bound: &MemoryBound) -> quick_cache::Options {
+    OptionsBuilder::new()
+        .estimated_items_capacity(usize::try_from(bound.max_sessions.min(bound.max_bytes / 1024)).unwrap_or(usize::MAX).max(1))
+        .weight_capacity(bound.max_bytes)
+        .shards(usize::try_from((bound.max_bytes / MIN_SHARD_BYTES).clamp(1, 64)).unwrap_or(1))
+        .build()
+        .expect("both capacities are set")
+}
+
 /// Markers live for the time given when they were claimed.
 struct MarkerTtl;
 
@@ -94,14 +105,8 @@ impl MemoryStore {
 
     /// A store of sessions weighed by their size, within `bound`.
     pub fn bounded(bound: MemoryBound) -> MemoryStore {
-        let options = OptionsBuilder::new()
-            .estimated_items_capacity(usize::try_from(bound.max_sessions.min(bound.max_bytes / 1024)).unwrap_or(usize::MAX).max(1))
-            .weight_capacity(bound.max_bytes)
-            .shards(usize::try_from((bound.max_bytes / MIN_SHARD_BYTES).clamp(1, 64)).unwrap_or(1))
-            .build()
-            .expect("both capacities are set");
         MemoryStore {
-            sessions: Sessions::with_options(options, ByWeight, Default::default(), Default::default()),
+            sessions: Sessions::with_options(options(&bound), ByWeight, Default::default(), Default::default()),
             swept: Mutex::new(Instant::now()),
             sweep_every: SWEEP_EVERY,
             markers: moka::sync::Cache::builder().max_capacity(bound.max_sessions).expire_after(MarkerTtl).build(),
