@@ -65,13 +65,16 @@ pub(super) fn options(bound: &MemoryBound) -> quick_cache::Options {
         .expect("both capacities are set")
 }
 
-/// Markers live for the time given when they were claimed.
-struct MarkerTtl;
+/// Markers by a 128-bit digest of their name, each with when it ends.
+/// A sign-in leaves one for ten minutes (its spent `state`): a login storm
+/// of 100,000 holds as many, so each is 16 bytes and an instant, not a
+/// `String` in a cache with per-entry timers.
+type Markers = Cache<u128, Instant>;
 
-impl moka::Expiry<String, Duration> for MarkerTtl {
-    fn expire_after_create(&self, _key: &String, ttl: &Duration, _created_at: Instant) -> Option<Duration> {
-        Some(*ttl)
-    }
+/// The key a marker's name is held under.
+fn marker_key(name: &str) -> u128 {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(name.as_bytes());
+    u128::from_le_bytes(digest[..16].try_into().expect("16 of 32 bytes"))
 }
 
 /// Weighs a session by its size (computed once, when stored).
@@ -92,8 +95,10 @@ pub struct MemoryStore {
     /// When ended sessions were last swept out, and how often they are.
     swept: Mutex<Instant>,
     sweep_every: Duration,
-    /// Markers are few and short-lived; moka's per-entry expiry fits them.
-    markers: moka::sync::Cache<String, Duration>,
+    /// Markers (single-use sign-in states, logout token IDs) and when
+    /// each ends; at most `max_sessions` of them, the oldest unused
+    /// making room.
+    markers: Markers,
     bound: MemoryBound,
 }
 
@@ -109,7 +114,7 @@ impl MemoryStore {
             sessions: Sessions::with_options(options(&bound), ByWeight, Default::default(), Default::default()),
             swept: Mutex::new(Instant::now()),
             sweep_every: SWEEP_EVERY,
-            markers: moka::sync::Cache::builder().max_capacity(bound.max_sessions).expire_after(MarkerTtl).build(),
+            markers: Markers::new(usize::try_from(bound.max_sessions).unwrap_or(usize::MAX).max(1)),
             bound,
         }
     }
@@ -194,11 +199,23 @@ impl SessionStore for MemoryStore {
     }
 
     async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
-        Ok(self.markers.entry(name.to_string()).or_insert_with(|| ttl).is_fresh())
+        let now = Instant::now();
+        // Under the shard's lock: of two claims at once, one takes it.
+        let taken = match self.markers.entry(&marker_key(name), None, |_, ends| {
+            if *ends > now { EntryAction::Retain(()) } else { EntryAction::ReplaceWithGuard }
+        }) {
+            EntryResult::Retained(()) => false,
+            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => {
+                let _ = guard.insert(now + ttl.min(Duration::from_secs(10 * 365 * 86400)));
+                true
+            }
+            EntryResult::Removed(..) | EntryResult::Timeout => false,
+        };
+        Ok(taken)
     }
 
     async fn release(&self, name: &str) -> Result<(), StoreError> {
-        self.markers.invalidate(name);
+        self.markers.remove(&marker_key(name));
         Ok(())
     }
 
@@ -278,6 +295,22 @@ mod tests {
         assert!(store.claim("m", Duration::from_millis(80)).await.unwrap());
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(store.claim("m", Duration::from_secs(1)).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn of_many_claims_at_once_one_takes_the_marker() {
+        let store = Arc::new(MemoryStore::new(1000));
+        for round in 0..50 {
+            let name = format!("login:state-{round}");
+            let claims = (0..8).map(|_| {
+                let (store, name) = (Arc::clone(&store), name.clone());
+                tokio::spawn(async move { store.claim(&name, Duration::from_secs(600)).await.unwrap() })
+            });
+            let taken = futures_util::future::join_all(claims).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+            assert_eq!(taken, 1, "{name}");
+        }
+        // Another name is another marker.
+        assert!(store.claim("login:state-x", Duration::from_secs(600)).await.unwrap());
     }
 
     #[tokio::test]
