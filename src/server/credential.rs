@@ -94,8 +94,8 @@ pub(super) async fn check(
     }
     let hash = found.hash();
     let client = client_ip(req.headers(), peer);
+    let at = Who { client: Some(&client), host: Some(host), ..Who::default() };
     if let Some(wait) = app.failures.blocked(&client) {
-        let at = Who { client: Some(&client), host: Some(host), ..Who::default() };
         audit(found.kind(), "rate_limited", &at, "too many refused from this address");
         return Err(Failure::TooManyFailures(wait));
     }
@@ -111,7 +111,6 @@ pub(super) async fn check(
         Ok(Ok(holder)) => Ok(Some((holder, found.carrier))),
         Ok(Err(refusal)) => {
             app.failures.refused(&client, &hash);
-            let at = Who { client: Some(&client), host: Some(host), ..Who::default() };
             audit(found.kind(), refusal.reason, &at, &refusal.detail);
             Err(Failure::CredentialRefused)
         }
