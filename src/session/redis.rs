@@ -396,6 +396,12 @@ mod groups {
             pipe.cmd("EVAL").arg(EXTEND_TTL).arg(1).arg(&key).arg(secs).ignore();
         }
 
+        /// What is stored under the list's key.
+        #[cfg(test)]
+        pub fn json(&self) -> &[u8] {
+            &self.json
+        }
+
         fn weight(&self) -> u64 {
             (self.json.len() * 2 + 64) as u64
         }
@@ -613,6 +619,47 @@ impl SessionStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_groups(groups: Vec<String>, header_groups: Option<Vec<String>>) -> Session {
+        let mut s = crate::session::test_session("alice");
+        s.identity = crate::identity::IdentityParts { groups, header_groups, ..s.identity.to_parts() }.into();
+        s.sid = Some("sid-1".into());
+        s
+    }
+
+    #[test]
+    fn a_long_group_list_is_written_apart_and_read_back_whole() {
+        let many: Vec<String> = (0..50).map(|i| format!("{:x<30}", format!("team-{i:02}-"))).collect();
+        let names: Vec<String> = (0..50).map(|i| format!("Team {i}")).collect();
+        for header_groups in [None, Some(names)] {
+            let session = with_groups(many.clone(), header_groups);
+            let (bytes, list) = groups::write(&session).unwrap();
+            let list = list.expect("kept apart");
+            let (name, json) = groups::split(&bytes).expect("names its list");
+            assert!(!String::from_utf8_lossy(json).contains("team-07"));
+            // What Redis holds under the list's key reads back only under its name.
+            let stored = list.json().to_vec();
+            let read = groups::List::read(name, &stored).expect("its own name");
+            assert!(groups::List::read(&"A".repeat(43), &stored).is_none(), "another name");
+            let back = read.restore(serde_json::from_slice(json).unwrap());
+            assert_eq!(back.identity, session.identity);
+            assert_eq!(back.sid, session.sid);
+        }
+        // The same groups, the same list; other groups, another.
+        let name = |g: Vec<String>| groups::split(&groups::write(&with_groups(g, None)).unwrap().0).unwrap().0.to_string();
+        assert_eq!(name(many.clone()), name(many.clone()));
+        assert_ne!(name(many.clone()), name(many[1..].to_vec()));
+    }
+
+    #[test]
+    fn a_few_groups_stay_in_the_session() {
+        let session = with_groups(vec!["family".into(), "photos".into()], None);
+        let (bytes, list) = groups::write(&session).unwrap();
+        assert!(list.is_none());
+        assert!(groups::split(&bytes).is_none());
+        let back: Session = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.identity, session.identity);
+    }
 
     #[test]
     fn sentinel_urls_parse() {
