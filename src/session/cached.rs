@@ -11,8 +11,8 @@
 //! way, so a read that began before a local logout never brings the
 //! session back.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
@@ -38,9 +38,14 @@ impl quick_cache::Weighter<StoreKey, Entry> for ByWeight {
     }
 }
 
+/// How often, at most, entries older than the TTL are swept out.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 /// Sessions read recently from `inner`: quick_cache, as the memory store,
-/// for its cheap reads (a verify is one); an entry older than the TTL is
-/// never answered, and is replaced by the next read or evicted.
+/// for its cheap reads (a verify is one). An entry older than the TTL is
+/// never answered; it is replaced by the next read, or swept out (at most
+/// every 30 s, on a read of Redis), so the cache holds about the sessions
+/// of the last half minute, not the bound's worth of old ones.
 pub struct CachedStore {
     inner: Arc<dyn SessionStore>,
     cache: Cache<StoreKey, Entry, ByWeight>,
@@ -49,6 +54,9 @@ pub struct CachedStore {
     /// not cached after it.
     writes: AtomicU64,
     bound: MemoryBound,
+    /// When old entries were last swept out, and how often they are.
+    swept: Mutex<Instant>,
+    sweep_every: Duration,
 }
 
 impl CachedStore {
@@ -65,6 +73,8 @@ impl CachedStore {
             ttl,
             writes: AtomicU64::new(0),
             bound,
+            swept: Mutex::new(Instant::now()),
+            sweep_every: SWEEP_EVERY,
         }
     }
 
@@ -131,6 +141,7 @@ impl CachedStore {
     /// Reads `inner` and caches what it found (a session ended there
     /// leaves this cache too).
     async fn fetch(&self, key: &StoreKey) -> Result<Option<Arc<Session>>, StoreError> {
+        self.sweep_now_and_then();
         let fetched = Instant::now();
         let writes = self.writes.load(Ordering::SeqCst);
         let found = self.inner.get(key).await?;
@@ -147,6 +158,17 @@ impl CachedStore {
             self.cache.remove(key);
         }
         Ok(found)
+    }
+
+    /// Drops entries older than the TTL, if that was last done a while ago.
+    fn sweep_now_and_then(&self) {
+        let Ok(mut swept) = self.swept.try_lock() else { return };
+        if swept.elapsed() < self.sweep_every {
+            return;
+        }
+        *swept = Instant::now();
+        drop(swept);
+        self.cache.retain(|_, e| e.fetched.elapsed() < self.ttl);
     }
 }
 
@@ -213,6 +235,23 @@ mod tests {
 
     async fn user(store: &CachedStore, key: &StoreKey) -> Option<String> {
         store.get(key).await.unwrap().map(|s| s.identity.user().to_string())
+    }
+
+    #[tokio::test]
+    async fn entries_older_than_the_ttl_are_swept_out() {
+        let (gated, _, key) = setup(HOUR).await;
+        let mut cached = CachedStore::new(Arc::clone(&gated) as Arc<dyn SessionStore>, Duration::from_millis(50), 100);
+        cached.sweep_every = Duration::ZERO;
+        let others: Vec<StoreKey> = (0..5).map(|_| SessionId::generate().store_key()).collect();
+        for k in &others {
+            gated.put(k, Arc::new(test_session("bob")), HOUR).await.unwrap();
+            assert_eq!(user(&cached, k).await.as_deref(), Some("bob"));
+        }
+        assert_eq!(cached.cache.len(), 5);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        // The next read of the store sweeps the five out and keeps its own.
+        assert_eq!(user(&cached, &key).await.as_deref(), Some("alice"));
+        assert_eq!(cached.cache.len(), 1);
     }
 
     #[tokio::test]
