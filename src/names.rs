@@ -14,6 +14,8 @@
 //! full paths (`/family/kids`) are further reduced according to
 //! [`GroupPaths`].
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization as _;
 
@@ -85,16 +87,16 @@ pub fn normalize_groups<S: AsRef<str>>(names: impl IntoIterator<Item = S>, paths
 /// asked whether a name is in it with one hash look-up when it is long.
 ///
 /// A short list (the common case: one to a few names) is compared name by
-/// name, which is quicker than hashing. A long one also gets a table of
-/// its positions by the names' hashes, a few bytes a name (the names
-/// themselves are not stored twice), so that a rule listing thousands of
-/// users or emails costs about what one listing a few does.
+/// name, which is quicker than hashing. A long one is also kept as a
+/// `HashSet`, so that a rule listing thousands of users or emails costs
+/// about what one listing a few does (its names are then held twice, once
+/// for each use: configuration, not per request).
 #[derive(Clone, Debug, Default)]
 pub struct NameSet {
     /// In normal form, in the order written.
     names: Box<[String]>,
     /// For a long list.
-    table: Option<Box<Table>>,
+    set: Option<Box<HashSet<Box<str>>>>,
 }
 
 /// Up to this many names, a list is compared name by name: comparing two
@@ -102,53 +104,11 @@ pub struct NameSet {
 /// about twenty.
 const SHORT: usize = 16;
 
-/// Open addressing with linear probing: each slot holds the position in
-/// the list of a name whose hash leads there, or [`FREE`]. At least half
-/// the slots stay free, so every probe ends at a free slot.
-#[derive(Clone, Debug)]
-struct Table {
-    hasher: std::hash::RandomState,
-    slots: Box<[u32]>,
-}
-
-const FREE: u32 = u32::MAX;
-
-impl Table {
-    fn new(names: &[String]) -> Table {
-        let mut table = Table {
-            hasher: std::hash::RandomState::new(),
-            slots: vec![FREE; (names.len() * 2).next_power_of_two()].into_boxed_slice(),
-        };
-        for (i, name) in names.iter().enumerate() {
-            let at = table.find(names, name);
-            if table.slots[at] == FREE {
-                // `NameSet::new` keeps lists this long from having a table.
-                table.slots[at] = i as u32;
-            }
-        }
-        table
-    }
-
-    /// The slot holding `name`, or the free one where it would go.
-    fn find(&self, names: &[String], name: &str) -> usize {
-        use std::hash::BuildHasher as _;
-        let mask = self.slots.len() - 1;
-        let mut at = self.hasher.hash_one(name) as usize & mask;
-        loop {
-            match self.slots[at] {
-                FREE => return at,
-                i if names[i as usize] == name => return at,
-                _ => at = (at + 1) & mask,
-            }
-        }
-    }
-}
-
 impl NameSet {
     /// The names, already in normal form, in the order written.
     pub fn new(names: Vec<String>) -> NameSet {
-        let table = (names.len() > SHORT && names.len() < FREE as usize).then(|| Box::new(Table::new(&names)));
-        NameSet { names: names.into_boxed_slice(), table }
+        let set = (names.len() > SHORT).then(|| Box::new(names.iter().map(|n| n.as_str().into()).collect()));
+        NameSet { names: names.into_boxed_slice(), set }
     }
 
     /// The names as written (in normal form).
@@ -162,15 +122,15 @@ impl NameSet {
 
     /// Whether `name` (in normal form) is one of the names.
     pub fn contains(&self, name: &str) -> bool {
-        match &self.table {
-            Some(t) => t.slots[t.find(&self.names, name)] != FREE,
+        match &self.set {
+            Some(set) => set.contains(name),
             None => self.names.iter().any(|n| n == name),
         }
     }
 
     /// Whether any of `have` (in normal form) is one of the names.
     pub fn any_in(&self, have: &[String]) -> bool {
-        match &self.table {
+        match &self.set {
             Some(_) => have.iter().any(|h| self.contains(h)),
             None => self.names.iter().any(|n| have.contains(n)),
         }
@@ -256,7 +216,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// A list long enough for its table answers every name as the
+        /// A list long enough for its hash set answers every name as the
         /// list compared name by name does: names in it, names not in it,
         /// lists with the same name twice, and lists from empty to long.
         #[test]
